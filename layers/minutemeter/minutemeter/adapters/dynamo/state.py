@@ -1,0 +1,378 @@
+"""The state table: sources, sync state, checkpoints, billing profiles and run records.
+
+Keys::
+
+    source config  pk = SOURCES              sk = <source_id>
+    sync state     pk = SOURCE#<source_id>   sk = STATE
+    checkpoint     pk = CP#<source_id>       sk = <node_id>#<account_id>
+    profile        pk = PROFILE#<account_id> sk = PROFILE
+    record         pk = LOG#<source_id>#<kind> sk = <taken_at>#<digest>   (expires)
+    job            pk = JOB#<source_id>      sk = <started_at>#<job_id>   (expires)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from minutemeter.adapters.dynamo.base import (
+    DynamoTable,
+    Item,
+    error_code,
+    from_wire,
+    to_wire,
+    values,
+)
+from minutemeter.domain.errors import SourceNotFoundError, StoreError
+from minutemeter.domain.model import (
+    BillingProfile,
+    Checkpoint,
+    JobResult,
+    JobStatus,
+    Quarantined,
+    ResetEvent,
+    ResetPolicy,
+    SourceConfig,
+    SyncState,
+)
+from minutemeter.domain.timeutil import epoch_seconds, format_instant, parse_rfc3339
+
+SOURCES_PK = "SOURCES"
+
+
+def state_key(source_id: str) -> dict[str, str]:
+    return {"pk": f"SOURCE#{source_id}", "sk": "STATE"}
+
+
+def checkpoint_key(source_id: str, node_id: str, account_id: str) -> dict[str, str]:
+    return {"pk": f"CP#{source_id}", "sk": f"{node_id}#{account_id}"}
+
+
+class DynamoStateStore:
+    """:class:`minutemeter.ports.StateStore` on a DynamoDB table."""
+
+    def __init__(self, table: DynamoTable) -> None:
+        self.table = table
+
+    # -- sources ---------------------------------------------------------------------------
+    def put_source(self, source: SourceConfig) -> None:
+        item = {"pk": SOURCES_PK, "sk": source.source_id, "type": "source", **_source_to_item(source)}
+        self.table.call("put_item", TableName=self.table.name, Item=to_wire(item))
+
+    def get_source(self, source_id: str) -> SourceConfig:
+        item = self.table.get({"pk": SOURCES_PK, "sk": source_id})
+        if item is None:
+            raise SourceNotFoundError(source_id)
+        return _source_from_item(item)
+
+    def list_sources(self) -> list[SourceConfig]:
+        items = self.table.query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=values({":pk": SOURCES_PK}),
+            ConsistentRead=True,
+        )
+        return [_source_from_item(i) for i in items]
+
+    # -- sync state ------------------------------------------------------------------------
+    def get_state(self, source_id: str) -> SyncState:
+        item = self.table.get(state_key(source_id))
+        return _state_from_item(source_id, item or {})
+
+    def commit_progress(
+        self,
+        source_id: str,
+        *,
+        until: datetime,
+        node_id: str,
+        baseline_taken_at: datetime | None,
+        at: datetime,
+    ) -> SyncState:
+        expression = "SET last_completed_until = :until, node_id = :node, progress_at = :at"
+        attribute_values: dict[str, Any] = {
+            ":until": format_instant(until),
+            ":node": node_id,
+            ":at": format_instant(at),
+        }
+        if baseline_taken_at is not None:
+            expression += ", baseline_taken_at = if_not_exists(baseline_taken_at, :baseline)"
+            attribute_values[":baseline"] = format_instant(baseline_taken_at)
+        try:
+            response = self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=to_wire(state_key(source_id)),
+                UpdateExpression=expression,
+                ConditionExpression=(
+                    "attribute_not_exists(last_completed_until) OR last_completed_until <= :until"
+                ),
+                ExpressionAttributeValues=values(attribute_values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise StoreError(f"watermark update failed: {exc}") from exc
+            return self.get_state(source_id)  # another runner is further; never move back
+        return _state_from_item(source_id, from_wire(response["Attributes"]))
+
+    def record_result(self, job: JobResult, *, expires_at: datetime) -> None:
+        summary = job_to_dict(job)
+        self.table.call(
+            "put_item",
+            TableName=self.table.name,
+            Item=to_wire(
+                {
+                    "pk": f"JOB#{job.source_id}",
+                    "sk": f"{format_instant(job.started_at)}#{job.job_id}",
+                    "type": "job",
+                    "job": summary,
+                    "expires_at": epoch_seconds(expires_at),
+                }
+            ),
+        )
+        finished = format_instant(job.finished_at or job.started_at)
+        attribute_values: dict[str, Any] = {":job": summary, ":at": finished}
+        if job.status is JobStatus.ERROR:
+            expression = (
+                "SET last_job = :job, last_error = :error, last_error_at = :at, "
+                "consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one"
+            )
+            attribute_values.update({":error": job.error or "", ":zero": 0, ":one": 1})
+        elif job.status is JobStatus.SKIPPED:
+            expression = "SET last_job = :job"
+            attribute_values.pop(":at")
+        else:
+            expression = "SET last_job = :job, last_success_at = :at, consecutive_failures = :zero"
+            attribute_values[":zero"] = 0
+        self.table.call(
+            "update_item",
+            TableName=self.table.name,
+            Key=to_wire(state_key(job.source_id)),
+            UpdateExpression=expression,
+            ExpressionAttributeValues=values(attribute_values),
+        )
+
+    def list_jobs(self, source_id: str, limit: int) -> list[dict[str, object]]:
+        response = self.table.call(
+            "query",
+            TableName=self.table.name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=values({":pk": f"JOB#{source_id}"}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [_plain(from_wire(i)["job"]) for i in response.get("Items", [])]
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def get_checkpoints(
+        self, source_id: str, node_id: str, account_ids: Iterable[str]
+    ) -> dict[str, Checkpoint]:
+        keys = [checkpoint_key(source_id, node_id, a) for a in account_ids]
+        found = self.table.batch_get(keys) if keys else []
+        return {
+            str(i["account_id"]): Checkpoint(
+                node_id=str(i["node_id"]),
+                account_id=str(i["account_id"]),
+                total_bytes=int(i["total_bytes"]),
+                taken_at=parse_rfc3339(i["taken_at"]),
+            )
+            for i in found
+        }
+
+    def advance_checkpoints(self, source_id: str, checkpoints: Iterable[Checkpoint]) -> int:
+        moved = 0
+        for checkpoint in checkpoints:
+            item = {
+                **checkpoint_key(source_id, checkpoint.node_id, checkpoint.account_id),
+                "type": "checkpoint",
+                "source_id": source_id,
+                "node_id": checkpoint.node_id,
+                "account_id": checkpoint.account_id,
+                "total_bytes": checkpoint.total_bytes,
+                "taken_at": format_instant(checkpoint.taken_at),
+            }
+            try:
+                self.table.call(
+                    "put_item",
+                    TableName=self.table.name,
+                    Item=to_wire(item),
+                    ConditionExpression="attribute_not_exists(pk) OR taken_at < :taken",
+                    ExpressionAttributeValues=values({":taken": item["taken_at"]}),
+                )
+                moved += 1
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise StoreError(f"checkpoint write failed: {exc}") from exc
+        return moved
+
+    # -- billing profiles ------------------------------------------------------------------
+    def get_profiles(self, account_ids: Iterable[str]) -> Mapping[str, BillingProfile]:
+        keys = [{"pk": f"PROFILE#{a}", "sk": "PROFILE"} for a in account_ids]
+        found = self.table.batch_get(keys) if keys else []
+        return {str(i["account_id"]): _profile_from_item(i) for i in found}
+
+    def put_profile(self, account_id: str, profile: BillingProfile) -> None:
+        item = {
+            "pk": f"PROFILE#{account_id}",
+            "sk": "PROFILE",
+            "type": "profile",
+            "account_id": account_id,
+            "included_bytes": profile.included_bytes,
+            "price_per_byte": profile.price_per_byte,
+            "multiplier": profile.multiplier,
+            "pricing_rule_version": profile.pricing_rule_version,
+        }
+        self.table.call("put_item", TableName=self.table.name, Item=to_wire(item))
+
+    # -- quarantine and reset records --------------------------------------------------------
+    def put_records(
+        self,
+        source_id: str,
+        *,
+        quarantined: Sequence[Quarantined],
+        resets: Sequence[ResetEvent],
+        run_id: str,
+        at: datetime,
+        expires_at: datetime,
+    ) -> None:
+        common = {"source_id": source_id, "run_id": run_id, "recorded_at": format_instant(at),
+                  "expires_at": epoch_seconds(expires_at)}
+        items: list[Item] = [
+            {
+                "pk": f"LOG#{source_id}#quarantine",
+                "sk": f"{q.taken_at}#{q.digest}",
+                "type": "quarantine",
+                **common,
+                "reason": q.reason,
+                "taken_at": q.taken_at,
+                "account_id": q.account_id,
+                "raw": q.raw,
+            }
+            for q in quarantined
+        ]
+        items.extend(
+            {
+                "pk": f"LOG#{source_id}#reset",
+                "sk": f"{format_instant(r.taken_at)}#{r.node_id}#{r.account_id}",
+                "type": "reset",
+                **common,
+                "node_id": r.node_id,
+                "account_id": r.account_id,
+                "taken_at": format_instant(r.taken_at),
+                "previous_bytes": r.previous_bytes,
+                "current_bytes": r.current_bytes,
+                "policy": r.policy.value,
+                "billed_bytes": r.billed_bytes,
+            }
+            for r in resets
+        )
+        if items:
+            self.table.batch_put(items)
+
+    def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]:
+        response = self.table.call(
+            "query",
+            TableName=self.table.name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=values({":pk": f"LOG#{source_id}#{kind}"}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        records = []
+        for raw in response.get("Items", []):
+            item = from_wire(raw)
+            records.append(
+                {k: _plain(v) for k, v in item.items() if k not in {"pk", "sk", "expires_at"}}
+            )
+        return records
+
+
+def job_to_dict(job: JobResult) -> dict[str, Any]:
+    """A job result as plain JSON-friendly values (times RFC 3339)."""
+    out: dict[str, Any] = {}
+    for name, value in asdict(job).items():
+        if isinstance(value, datetime):
+            out[name] = format_instant(value)
+        elif isinstance(value, JobStatus):
+            out[name] = value.value
+        else:
+            out[name] = value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; integers become int again."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _source_to_item(source: SourceConfig) -> Item:
+    return {
+        "source_id": source.source_id,
+        "url": source.url,
+        "start": format_instant(source.start),
+        "node_id": source.node_id,
+        "env": source.env,
+        "lag_seconds": source.lag_seconds,
+        "max_window_seconds": source.max_window_seconds,
+        "reset_policy": source.reset_policy.value,
+        "lease_seconds": source.lease_seconds,
+        "token_secret": source.token_secret,
+        "clock_tolerance_seconds": source.clock_tolerance_seconds,
+        "enabled": source.enabled,
+    }
+
+
+def _source_from_item(item: Item) -> SourceConfig:
+    tolerance = item.get("clock_tolerance_seconds")
+    return SourceConfig(
+        source_id=str(item["source_id"]),
+        url=str(item["url"]),
+        start=parse_rfc3339(item["start"]),
+        node_id=item.get("node_id"),
+        env=item.get("env"),
+        lag_seconds=int(item["lag_seconds"]),
+        max_window_seconds=int(item["max_window_seconds"]),
+        reset_policy=ResetPolicy(item["reset_policy"]),
+        lease_seconds=int(item["lease_seconds"]),
+        token_secret=item.get("token_secret"),
+        clock_tolerance_seconds=int(tolerance) if tolerance is not None else None,
+        enabled=bool(item.get("enabled", True)),
+    )
+
+
+def _state_from_item(source_id: str, item: Item) -> SyncState:
+    def moment(name: str) -> datetime | None:
+        raw = item.get(name)
+        return parse_rfc3339(raw) if raw else None
+
+    last_job = item.get("last_job")
+    return SyncState(
+        source_id=source_id,
+        last_completed_until=moment("last_completed_until"),
+        baseline_taken_at=moment("baseline_taken_at"),
+        node_id=item.get("node_id"),
+        last_success_at=moment("last_success_at"),
+        last_error=item.get("last_error"),
+        last_error_at=moment("last_error_at"),
+        consecutive_failures=int(item.get("consecutive_failures", 0)),
+        last_job=_plain(last_job) if last_job else None,
+    )
+
+
+def _profile_from_item(item: Item) -> BillingProfile:
+    return BillingProfile(
+        included_bytes=int(item["included_bytes"]),
+        price_per_byte=Decimal(item["price_per_byte"]),
+        multiplier=Decimal(item["multiplier"]),
+        pricing_rule_version=str(item["pricing_rule_version"]),
+    )

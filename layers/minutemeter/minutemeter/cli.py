@@ -1,0 +1,269 @@
+"""The ``minutemeter`` operator CLI (shared/spec/operator-cli.md).
+
+JSON (or JSON Lines) on stdout, logs on stderr. Exit status: 0 ok, 1 error, 2 bad arguments,
+3 partial, 4 another runner holds the lease.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from minutemeter.adapters.dynamo.schema import create_tables
+from minutemeter.adapters.dynamo.state import job_to_dict
+from minutemeter.bootstrap import App, bootstrap
+from minutemeter.domain.errors import ConfigError, InputError, MinutemeterError
+from minutemeter.domain.model import BillingProfile, JobStatus, ResetPolicy, SourceConfig
+from minutemeter.domain.timeutil import format_second, parse_rfc3339
+from minutemeter.ports import LedgerFilter
+from minutemeter.presenters import entry_to_json, source_to_json, status_table
+from minutemeter.service.collect import collect_source
+from minutemeter.service.sources import SourceChanges, put_source, source_status
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LEASE_HELD = 0, 1, 2, 3, 4
+JOB_EXIT = {
+    JobStatus.OK: EXIT_OK,
+    JobStatus.PARTIAL: EXIT_PARTIAL,
+    JobStatus.ERROR: EXIT_ERROR,
+    JobStatus.SKIPPED: EXIT_LEASE_HELD,
+}
+
+log = logging.getLogger("minutemeter.cli")
+
+
+def main(argv: Sequence[str] | None = None, app: App | None = None) -> int:
+    """Run one command; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        handler: Callable[[App, argparse.Namespace], int] = args.handler
+        return handler(app or bootstrap(), args)
+    except (InputError, ConfigError) as exc:
+        print(f"minutemeter: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MinutemeterError as exc:
+        print(f"minutemeter: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _emit(document: Any) -> None:
+    print(json.dumps(document, default=_json_default, indent=2))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return format_second(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# -- commands ---------------------------------------------------------------------------------
+def _tables_create(app: App, args: argparse.Namespace) -> int:
+    report = create_tables(
+        app.dynamodb, ledger_table=app.settings.ledger_table, state_table=app.settings.state_table
+    )
+    _emit({"tables": report})
+    return EXIT_OK
+
+
+def _sources_put(app: App, args: argparse.Namespace) -> int:
+    changes = SourceChanges(
+        url=args.url,
+        node_id=args.node_id,
+        env=args.env,
+        start=parse_rfc3339(args.start, what="--start") if args.start else None,
+        lag_seconds=args.lag,
+        max_window_seconds=args.max_window,
+        reset_policy=ResetPolicy(args.reset_policy) if args.reset_policy else None,
+        lease_seconds=args.lease_seconds,
+        token_secret=args.token_secret,
+        clock_tolerance_seconds=args.clock_tolerance,
+    )
+    source = put_source(app.state, args.source_id, changes, app.clock.now())
+    _emit(source_to_json(source))
+    return EXIT_OK
+
+
+def _sources_list(app: App, args: argparse.Namespace) -> int:
+    now = app.clock.now()
+    _emit([_status_document(app, s, now) for s in app.state.list_sources()])
+    return EXIT_OK
+
+
+def _collect(app: App, args: argparse.Namespace) -> int:
+    job = collect_source(app.collect_deps, args.source_id)
+    _emit(job_to_dict(job))
+    return JOB_EXIT[job.status]
+
+
+def _ledger_export(app: App, args: argparse.Namespace) -> int:
+    selection = LedgerFilter(
+        source_id=args.source,
+        account_id=args.account.lower() if args.account else None,
+        since=parse_rfc3339(args.since, what="--since") if args.since else None,
+        until=parse_rfc3339(args.until, what="--until") if args.until else None,
+    )
+    if selection.since and selection.until and selection.since >= selection.until:
+        raise InputError("--since must be before --until")
+    count = 0
+    for entry in app.ledger.export(selection):
+        print(json.dumps(entry_to_json(entry), default=_json_default, separators=(",", ":")))
+        count += 1
+    log.info("exported %d ledger entries", count)
+    return EXIT_OK
+
+
+def _status(app: App, args: argparse.Namespace) -> int:
+    now = app.clock.now()
+    sources = (
+        [app.state.get_source(args.source_id)] if args.source_id else app.state.list_sources()
+    )
+    documents = [_status_document(app, s, now, jobs=args.jobs) for s in sources]
+    if args.table:
+        print(status_table(documents))
+    else:
+        _emit(documents if not args.source_id else documents[0])
+    return EXIT_OK
+
+
+def _records(kind: str) -> Callable[[App, argparse.Namespace], int]:
+    def command(app: App, args: argparse.Namespace) -> int:
+        app.state.get_source(args.source_id)
+        for record in app.state.list_records(args.source_id, kind, args.limit):
+            print(json.dumps(record, default=_json_default, separators=(",", ":")))
+        return EXIT_OK
+
+    return command
+
+
+def _profiles_put(app: App, args: argparse.Namespace) -> int:
+    profile = BillingProfile(
+        included_bytes=args.included_bytes,
+        price_per_byte=_decimal(args.price_per_byte, "--price-per-byte"),
+        multiplier=_decimal(args.multiplier, "--multiplier"),
+        pricing_rule_version=args.pricing_version,
+    )
+    if profile.included_bytes < 0 or profile.price_per_byte < 0:
+        raise InputError("--included-bytes and --price-per-byte must be >= 0")
+    app.state.put_profile(args.account_id.lower(), profile)
+    _emit({"account_id": args.account_id.lower(), **vars(profile)})
+    return EXIT_OK
+
+
+def _status_document(
+    app: App, source: SourceConfig, now: datetime, jobs: int = 0
+) -> dict[str, Any]:
+    status = source_status(app.state, source, now)
+    sync = status.state
+    document: dict[str, Any] = {
+        **source_to_json(source),
+        "last_completed_until": sync.last_completed_until,
+        "baseline_taken_at": sync.baseline_taken_at,
+        "last_success_at": sync.last_success_at,
+        "last_error": sync.last_error,
+        "last_error_at": sync.last_error_at,
+        "consecutive_failures": sync.consecutive_failures,
+        "lag_seconds": status.lag_seconds,
+        "last_job": sync.last_job,
+    }
+    if jobs:
+        document["recent_jobs"] = app.state.list_jobs(source.source_id, jobs)
+    return document
+
+
+def _decimal(text: str, flag: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except ArithmeticError as exc:
+        raise InputError(f"{flag} must be a decimal number, got {text!r}") from exc
+    if not value.is_finite():
+        raise InputError(f"{flag} must be finite")
+    return value
+
+
+# -- parser -----------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minutemeter", description="minutemeter operator CLI (JSON on stdout)."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    tables = commands.add_parser("tables", help="manage the DynamoDB tables")
+    tables_cmd = tables.add_subparsers(dest="action", required=True)
+    tables_cmd.add_parser("create", help="create the tables (idempotent)").set_defaults(
+        handler=_tables_create
+    )
+
+    sources = commands.add_parser("sources", help="the source registry")
+    sources_cmd = sources.add_subparsers(dest="action", required=True)
+    put = sources_cmd.add_parser("put", help="create or update a source")
+    put.add_argument("source_id", metavar="ID")
+    put.add_argument("--url", help="exporter base URL (required for a new source)")
+    put.add_argument("--node-id", help="expected node_id (default: learned and then enforced)")
+    put.add_argument("--env", help="expected env")
+    put.add_argument("--start", help="RFC 3339; nothing before it is billed (default: now)")
+    put.add_argument("--lag", type=int, metavar="SECONDS", help="minutes bill once now-lag passed")
+    put.add_argument("--max-window", type=int, metavar="SECONDS", help="largest window per run")
+    put.add_argument("--reset-policy", choices=[p.value for p in ResetPolicy])
+    put.add_argument("--lease-seconds", type=int, metavar="S")
+    put.add_argument("--token-secret", metavar="ARN", help="Secrets Manager or SSM reference")
+    put.add_argument("--clock-tolerance", type=int, metavar="SECONDS")
+    put.set_defaults(handler=_sources_put)
+    sources_cmd.add_parser("list", help="sources with their sync state").set_defaults(
+        handler=_sources_list
+    )
+
+    collect = commands.add_parser("collect", help="one collector run for a source")
+    collect.add_argument("source_id", metavar="ID")
+    collect.set_defaults(handler=_collect)
+
+    ledger = commands.add_parser("ledger", help="the ledger")
+    ledger_cmd = ledger.add_subparsers(dest="action", required=True)
+    export = ledger_cmd.add_parser("export", help="ledger entries as JSON Lines")
+    export.add_argument("--source")
+    export.add_argument("--account", metavar="UUID")
+    export.add_argument("--since", metavar="T")
+    export.add_argument("--until", metavar="T")
+    export.set_defaults(handler=_ledger_export)
+
+    status = commands.add_parser("status", help="last job results and source health")
+    status.add_argument("source_id", metavar="ID", nargs="?")
+    status.add_argument("--jobs", type=int, default=0, help="also list the N most recent jobs")
+    status.add_argument("--table", action="store_true", help="a table for people, not JSON")
+    status.set_defaults(handler=_status)
+
+    for kind, help_text in (("quarantine", "quarantined samples"), ("resets", "counter resets")):
+        group = commands.add_parser(kind, help=help_text)
+        group_cmd = group.add_subparsers(dest="action", required=True)
+        listing = group_cmd.add_parser("list", help=f"{help_text} of a source, newest first")
+        listing.add_argument("source_id", metavar="ID")
+        listing.add_argument("--limit", type=int, default=100)
+        listing.set_defaults(handler=_records("reset" if kind == "resets" else kind))
+
+    profiles = commands.add_parser("profiles", help="billing profiles per account")
+    profiles_cmd = profiles.add_subparsers(dest="action", required=True)
+    profile_put = profiles_cmd.add_parser("put", help="set an account's billing profile")
+    profile_put.add_argument("account_id", metavar="UUID")
+    profile_put.add_argument("--included-bytes", type=int, required=True)
+    profile_put.add_argument("--price-per-byte", required=True)
+    profile_put.add_argument("--multiplier", default="1")
+    profile_put.add_argument("--pricing-version", required=True)
+    profile_put.set_defaults(handler=_profiles_put)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Domain records: frozen dataclasses, no behaviour that touches the outside world."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class ResetPolicy(StrEnum):
+    """What a counter that went down means.
+
+    ``skip`` (default, as in the original service): move the checkpoint, bill nothing, record it.
+    ``from-zero`` (Prometheus-style): the new value is the usage since the reset.
+    """
+
+    SKIP = "skip"
+    FROM_ZERO = "from-zero"
+
+
+class JobStatus(StrEnum):
+    OK = "ok"
+    PARTIAL = "partial"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class BillingProfile:
+    """Pricing for one account. ``included_bytes`` is per calendar month (UTC)."""
+
+    included_bytes: int
+    price_per_byte: Decimal
+    multiplier: Decimal
+    pricing_rule_version: str
+
+    @property
+    def effective_multiplier(self) -> Decimal:
+        """A multiplier <= 0 falls back to 1, as in the original service."""
+        return self.multiplier if self.multiplier > 0 else Decimal(1)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """A registered exporter. Durations are whole seconds; ``start`` is minute-aligned UTC."""
+
+    source_id: str
+    url: str
+    start: datetime
+    node_id: str | None = None
+    env: str | None = None
+    lag_seconds: int = 60
+    max_window_seconds: int = 3600
+    reset_policy: ResetPolicy = ResetPolicy.SKIP
+    lease_seconds: int = 60
+    token_secret: str | None = None
+    clock_tolerance_seconds: int | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """Where a source stands. ``last_completed_until``: everything before it is committed."""
+
+    source_id: str
+    last_completed_until: datetime | None = None
+    baseline_taken_at: datetime | None = None
+    node_id: str | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    last_job: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open, minute-aligned interval ``[since, until)``."""
+
+    since: datetime
+    until: datetime
+
+    @property
+    def empty(self) -> bool:
+        return self.since >= self.until
+
+
+@dataclass(frozen=True)
+class RawSnapshot:
+    """A snapshot as the exporter sent it: untrusted, unvalidated."""
+
+    taken_at: object
+    samples: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the window API, shape-checked but not yet trusted."""
+
+    node_id: str
+    env: str
+    snapshots: tuple[RawSnapshot, ...]
+    has_more: bool
+    next_cursor: str | None
+    digest: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    account_id: str
+    total_bytes: int
+    taken_at: datetime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: datetime
+    samples: tuple[Sample, ...]
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A sample (or snapshot) that was not billed, kept with the reason why."""
+
+    reason: str
+    taken_at: str
+    account_id: str | None
+    raw: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The last counter value seen for (node, account), and when it was taken."""
+
+    node_id: str
+    account_id: str
+    total_bytes: int
+    taken_at: datetime
+
+
+@dataclass(frozen=True)
+class ResetEvent:
+    node_id: str
+    account_id: str
+    taken_at: datetime
+    previous_bytes: int
+    current_bytes: int
+    policy: ResetPolicy
+    billed_bytes: int
+
+
+@dataclass(frozen=True)
+class MinuteUsage:
+    """A minute bucket: usage of one (node, account) attributed to one UTC minute.
+
+    ``counter_start`` is the counter before the first increase of the minute (0 for a new
+    account), ``counter_end`` the last value seen in the minute.
+    """
+
+    node_id: str
+    account_id: str
+    minute: datetime
+    bytes: int
+    counter_start: int
+    counter_end: int
+    first_taken_at: datetime
+    last_taken_at: datetime
+    samples: int
+    resets: int = 0
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """A billing fact for one minute bucket. ``ledger_id`` is UUIDv5 over the bucket key."""
+
+    ledger_id: str
+    source_id: str
+    usage: MinuteUsage
+    included_bytes: int
+    billable_bytes: int
+    amount: Decimal
+    profile: BillingProfile
+    quota_month: str
+    quota_before: int
+    batch_id: str
+    run_id: str
+    collected_at: datetime
+    kind: str = "usage"
+
+
+@dataclass(frozen=True)
+class QuotaPlan:
+    """A reservation of included quota for new entries of one (account, month).
+
+    It carries everything needed to write its entries, so any runner that finds it pending can
+    finish it (see docs/design.md).
+    """
+
+    batch_id: str
+    source_id: str
+    account_id: str
+    month: str
+    used_before: int
+    profile: BillingProfile
+    run_id: str
+    collected_at: datetime
+    usages: tuple[MinuteUsage, ...]
+
+
+@dataclass(frozen=True)
+class QuotaState:
+    """Included bytes used by one account in one month; ``version`` 0 means no item yet."""
+
+    account_id: str
+    month: str
+    used_bytes: int = 0
+    version: int = 0
+    pending: QuotaPlan | None = None
+
+
+@dataclass
+class JobResult:
+    """The outcome of one collector run, stored and printed. Mutable while the run builds it."""
+
+    job_id: str
+    job: str
+    source_id: str
+    started_at: datetime
+    status: JobStatus = JobStatus.OK
+    finished_at: datetime | None = None
+    window_since: datetime | None = None
+    window_until: datetime | None = None
+    completed_until: datetime | None = None
+    processed_samples: int = 0
+    written_minutes: int = 0
+    replayed_minutes: int = 0
+    quarantined_samples: int = 0
+    counter_resets: int = 0
+    skipped_samples: int = 0
+    pages: int = 0
+    caught_up: bool = False
+    error: str | None = None
+    error_type: str | None = None
+    notes: list[str] = field(default_factory=list)

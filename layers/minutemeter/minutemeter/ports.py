@@ -1,0 +1,149 @@
+"""The outside world, as the service layer sees it. Real adapters and fakes implement these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from minutemeter.domain.model import (
+    BillingProfile,
+    Checkpoint,
+    JobResult,
+    LedgerEntry,
+    Page,
+    QuotaPlan,
+    QuotaState,
+    Quarantined,
+    ResetEvent,
+    SourceConfig,
+    SyncState,
+    Window,
+)
+
+
+class Clock(Protocol):
+    """The only source of time and of random run ids."""
+
+    def now(self) -> datetime:
+        """Wall-clock time, aware UTC."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin that never goes back; for durations only."""
+
+    def new_run_id(self) -> str:
+        """A fresh, unique id for one run."""
+
+
+class Budget(Protocol):
+    """How long the current invocation may still run."""
+
+    def remaining_seconds(self) -> float | None:
+        """Seconds left before the hard deadline, or ``None`` when there is none."""
+
+
+class Exporter(Protocol):
+    """The window API of one source (shared/spec/exporter-api.md)."""
+
+    def fetch_page(self, source: SourceConfig, window: Window, cursor: str | None) -> Page:
+        """One page of ``[window.since, window.until)``; raises ``ExporterError`` or
+        ``SourceProtocolError`` for transport failures and malformed bodies."""
+
+
+@dataclass(frozen=True)
+class BucketRef:
+    """The key of one minute bucket (and of its ledger entry)."""
+
+    source_id: str
+    node_id: str
+    account_id: str
+    minute: datetime
+
+
+@dataclass(frozen=True)
+class PutOutcome:
+    written: int
+    existed: int
+
+
+@dataclass(frozen=True)
+class LedgerFilter:
+    source_id: str | None = None
+    account_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class LedgerStore(Protocol):
+    """Ledger entries (one per minute bucket) and per-account monthly quota."""
+
+    def get_quota(self, account_id: str, month: str) -> QuotaState:
+        """Strongly consistent read; version 0 when the month has no item yet."""
+
+    def reserve_quota(self, plan: QuotaPlan, *, expected_version: int, new_used: int) -> None:
+        """Set ``used_bytes = new_used``, store ``plan`` as pending and bump the version, only if
+        the version is still ``expected_version``; else raise ``QuotaConflictError``."""
+
+    def existing_buckets(self, refs: Sequence[BucketRef]) -> set[BucketRef]:
+        """Which of ``refs`` already have a ledger entry (strongly consistent)."""
+
+    def put_entries(self, entries: Sequence[LedgerEntry]) -> PutOutcome:
+        """Write each entry only if its bucket has none yet (conditional put)."""
+
+    def export(self, selection: LedgerFilter) -> Iterator[LedgerEntry]:
+        """Entries matching ``selection``; minutes in ``[since, until)``."""
+
+
+class StateStore(Protocol):
+    """Sources, their sync state, checkpoints, billing profiles and run records."""
+
+    def put_source(self, source: SourceConfig) -> None: ...
+
+    def get_source(self, source_id: str) -> SourceConfig:
+        """Raises ``SourceNotFoundError``."""
+
+    def list_sources(self) -> list[SourceConfig]: ...
+
+    def get_state(self, source_id: str) -> SyncState: ...
+
+    def commit_progress(
+        self,
+        source_id: str,
+        *,
+        until: datetime,
+        node_id: str,
+        baseline_taken_at: datetime | None,
+        at: datetime,
+    ) -> SyncState:
+        """Move the watermark to ``until`` unless it is already further; return the state."""
+
+    def record_result(self, job: JobResult, *, expires_at: datetime) -> None:
+        """Store the job and update the source's last success/error and failure count."""
+
+    def list_jobs(self, source_id: str, limit: int) -> list[dict[str, object]]: ...
+
+    def get_checkpoints(
+        self, source_id: str, node_id: str, account_ids: Iterable[str]
+    ) -> dict[str, Checkpoint]: ...
+
+    def advance_checkpoints(self, source_id: str, checkpoints: Iterable[Checkpoint]) -> int:
+        """Store checkpoints that are newer than the stored ones; return how many moved."""
+
+    def get_profiles(self, account_ids: Iterable[str]) -> Mapping[str, BillingProfile]: ...
+
+    def put_profile(self, account_id: str, profile: BillingProfile) -> None: ...
+
+    def put_records(
+        self,
+        source_id: str,
+        *,
+        quarantined: Sequence[Quarantined],
+        resets: Sequence[ResetEvent],
+        run_id: str,
+        at: datetime,
+        expires_at: datetime,
+    ) -> None:
+        """Quarantine and reset records; idempotent (keyed by content)."""
+
+    def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]: ...

@@ -1,0 +1,101 @@
+"""Plain JSON views of domain records, shared by the CLI and the handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from minutemeter.domain.model import LedgerEntry, SourceConfig
+from minutemeter.domain.timeutil import format_instant, format_second
+
+
+def entry_to_json(entry: LedgerEntry) -> dict[str, Any]:
+    """A ledger entry for ``ledger export``: money and prices as decimal strings."""
+    usage = entry.usage
+    return {
+        "ledger_id": entry.ledger_id,
+        "kind": entry.kind,
+        "source_id": entry.source_id,
+        "node_id": usage.node_id,
+        "account_id": usage.account_id,
+        "minute": format_second(usage.minute),
+        "bytes": usage.bytes,
+        "included_bytes": entry.included_bytes,
+        "billable_bytes": entry.billable_bytes,
+        "amount": str(entry.amount),
+        "price_per_byte": str(entry.profile.price_per_byte),
+        "multiplier": str(entry.profile.effective_multiplier),
+        "pricing_rule_version": entry.profile.pricing_rule_version,
+        "quota_month": entry.quota_month,
+        "quota_before": entry.quota_before,
+        "counter_start": usage.counter_start,
+        "counter_end": usage.counter_end,
+        "samples": usage.samples,
+        "resets": usage.resets,
+        "first_taken_at": format_instant(usage.first_taken_at),
+        "last_taken_at": format_instant(usage.last_taken_at),
+        "collected_at": format_instant(entry.collected_at),
+        "run_id": entry.run_id,
+        "batch_id": entry.batch_id,
+    }
+
+
+def source_to_json(source: SourceConfig) -> dict[str, Any]:
+    """A source's configuration; ``token_secret`` is a reference, never a token."""
+    return {
+        "source_id": source.source_id,
+        "url": source.url,
+        "node_id": source.node_id,
+        "env": source.env,
+        "start": format_second(source.start),
+        "lag_seconds": source.lag_seconds,
+        "max_window_seconds": source.max_window_seconds,
+        "reset_policy": source.reset_policy.value,
+        "lease_seconds": source.lease_seconds,
+        "token_secret": source.token_secret,
+        "clock_tolerance_seconds": source.clock_tolerance_seconds,
+        "enabled": source.enabled,
+    }
+
+
+_COLUMNS = (
+    ("source", "source_id"),
+    ("watermark", "last_completed_until"),
+    ("lag s", "lag_seconds"),
+    ("last run", "status"),
+    ("written", "written_minutes"),
+    ("replayed", "replayed_minutes"),
+    ("quarantined", "quarantined_samples"),
+    ("failures", "consecutive_failures"),
+    ("last error", "last_error"),
+)
+
+
+def status_table(documents: Sequence[dict[str, Any]]) -> str:
+    """A fixed-width table of source status documents, for people."""
+    rows = []
+    for document in documents:
+        job = document.get("last_job") or {}
+        merged = {**job, **document}
+        merged["status"] = job.get("status", "-")
+        for key in ("written_minutes", "replayed_minutes", "quarantined_samples"):
+            merged[key] = job.get(key, "-")
+        rows.append([_cell(merged.get(key)) for _, key in _COLUMNS])
+    headers = [title for title, _ in _COLUMNS]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.0f}"
+    if hasattr(value, "strftime"):
+        return format_second(value)
+    text = str(value)
+    return text if len(text) <= 48 else text[:45] + "..."

@@ -1,0 +1,1 @@
+"""Use cases: the service layer shared by the Lambda handlers and the CLI."""

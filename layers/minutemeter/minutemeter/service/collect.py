@@ -1,0 +1,214 @@
+"""The collect-and-rate use case: one run of one source, exactly what the scheduled Lambda does."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from minutemeter.domain.errors import DeadlineError, MinutemeterError, SourceDisabledError
+from minutemeter.domain.model import JobResult, JobStatus, SourceConfig, SyncState, Window
+from minutemeter.domain.protocol import PageSequence
+from minutemeter.domain.usage import compute_usage
+from minutemeter.domain.validation import SampleRules, ValidationResult, validate_snapshots
+from minutemeter.domain.window import plan_window, split_window
+from minutemeter.ports import Budget, Clock, Exporter, LedgerStore, StateStore
+from minutemeter.service.commit import CommitContext, CommitTotals, commit_buckets
+from minutemeter.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CHUNK = timedelta(minutes=15)
+MAX_PAGES_PER_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class CollectDeps:
+    """What a collector run needs; built once by ``bootstrap``."""
+
+    settings: Settings
+    clock: Clock
+    exporter: Exporter
+    ledger: LedgerStore
+    state: StateStore
+
+
+class _NoBudget:
+    def remaining_seconds(self) -> float | None:
+        return None
+
+
+def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = None) -> JobResult:
+    """Advance ``source_id`` by at most one window and record the job result.
+
+    Works chunk by chunk (``CHUNK`` minutes); each chunk is fetched, validated, diffed, committed
+    and then the watermark moves to its end. Before a chunk, and between pages, the run stops if
+    the budget would not cover it with ``settings.deadline_margin_seconds`` to spare. Every
+    error is recorded in the job result and the source's sync state; none moves the watermark.
+    """
+    budget = budget or _NoBudget()
+    now = deps.clock.now()
+    job = JobResult(
+        job_id=deps.clock.new_run_id(), job="collect", source_id=source_id, started_at=now
+    )
+    try:
+        source = deps.state.get_source(source_id)
+        if not source.enabled:
+            raise SourceDisabledError(source_id)
+        _run(deps, source, deps.state.get_state(source_id), now, budget, job)
+    except MinutemeterError as exc:
+        _fail(job, exc)
+    except Exception as exc:  # an unexpected failure is still recorded, then re-raised
+        _fail(job, exc)
+        _finish(deps, job)
+        raise
+    _finish(deps, job)
+    return job
+
+
+def _run(
+    deps: CollectDeps,
+    source: SourceConfig,
+    state: SyncState,
+    now: datetime,
+    budget: Budget,
+    job: JobResult,
+) -> None:
+    window = plan_window(source, state, now)
+    job.window_since, job.window_until = window.since, window.until
+    job.completed_until = state.last_completed_until
+    last_chunk_seconds = 0.0
+    for chunk in split_window(window, CHUNK):
+        if not _time_for(deps, budget, 1.5 * last_chunk_seconds):
+            job.notes.append(f"stopped before {chunk.since.isoformat()} to respect the deadline")
+            break
+        started = deps.clock.monotonic()
+        try:
+            state = _collect_chunk(deps, source, state, chunk, now, budget, job)
+        except DeadlineError as exc:
+            if job.completed_until is None or job.completed_until <= window.since:
+                raise
+            job.notes.append(str(exc))
+            break
+        last_chunk_seconds = deps.clock.monotonic() - started
+        job.completed_until = state.last_completed_until
+        if state.last_completed_until is not None and state.last_completed_until > chunk.until:
+            job.notes.append("another runner advanced the watermark further; stopping")
+            break
+    caught_up_at = plan_window(source, state, now).until
+    job.caught_up = state.last_completed_until is not None and (
+        state.last_completed_until >= caught_up_at
+    ) or window.empty
+    job.status = JobStatus.PARTIAL if job.quarantined_samples else JobStatus.OK
+
+
+def _collect_chunk(
+    deps: CollectDeps,
+    source: SourceConfig,
+    state: SyncState,
+    chunk: Window,
+    now: datetime,
+    budget: Budget,
+    job: JobResult,
+) -> SyncState:
+    settings = deps.settings
+    tolerance = source.clock_tolerance_seconds or settings.clock_tolerance_seconds
+    rules = SampleRules(
+        window=chunk,
+        now=now,
+        tolerance=timedelta(seconds=tolerance),
+        max_counter=settings.max_counter_bytes,
+    )
+    pages = PageSequence(expected_node=source.node_id or state.node_id, expected_env=source.env)
+    validated = ValidationResult()
+    cursor: str | None = None
+    while True:
+        if not _time_for(deps, budget, 0.0):
+            raise DeadlineError(f"deadline near while fetching [{chunk.since}, {chunk.until})")
+        page = deps.exporter.fetch_page(source, chunk, cursor)
+        cursor = pages.accept(page)
+        job.pages += 1
+        validate_snapshots(page.snapshots, rules, validated)
+        if cursor is None:
+            break
+        if pages.pages >= MAX_PAGES_PER_CHUNK:
+            raise DeadlineError(f"more than {MAX_PAGES_PER_CHUNK} pages in one chunk")
+    node_id = pages.node_id or ""
+
+    accounts = {s.account_id for snap in validated.snapshots for s in snap.samples}
+    checkpoints = deps.state.get_checkpoints(source.source_id, node_id, accounts)
+    usage = compute_usage(
+        validated.snapshots,
+        checkpoints,
+        node_id=node_id,
+        baseline_pending=state.baseline_taken_at is None,
+        reset_policy=source.reset_policy,
+    )
+    collected_at = deps.clock.now()
+    expires_at = collected_at + timedelta(days=settings.record_ttl_days)
+    deps.state.put_records(
+        source.source_id,
+        quarantined=validated.quarantined,
+        resets=usage.resets,
+        run_id=job.job_id,
+        at=collected_at,
+        expires_at=expires_at,
+    )
+    totals: CommitTotals = commit_buckets(
+        deps.ledger,
+        usage.buckets,
+        deps.state.get_profiles({b.account_id for b in usage.buckets}),
+        settings.default_profile,
+        CommitContext(source.source_id, job.job_id, collected_at),
+        concurrency=settings.commit_concurrency,
+    )
+    deps.state.advance_checkpoints(source.source_id, usage.checkpoints.values())
+    new_state = deps.state.commit_progress(
+        source.source_id,
+        until=chunk.until,
+        node_id=node_id,
+        baseline_taken_at=usage.baseline_taken_at,
+        at=collected_at,
+    )
+    job.processed_samples += usage.processed_samples
+    job.skipped_samples += usage.skipped_samples
+    job.quarantined_samples += len(validated.quarantined)
+    job.counter_resets += len(usage.resets)
+    job.written_minutes += totals.written
+    job.replayed_minutes += totals.replayed
+    logger.info(
+        "chunk committed",
+        extra={
+            "source_id": source.source_id,
+            "since": chunk.since.isoformat(),
+            "until": chunk.until.isoformat(),
+            "written": totals.written,
+            "replayed": totals.replayed,
+            "quarantined": len(validated.quarantined),
+        },
+    )
+    return new_state
+
+
+def _time_for(deps: CollectDeps, budget: Budget, estimate_seconds: float) -> bool:
+    remaining = budget.remaining_seconds()
+    if remaining is None:
+        return True
+    return remaining > deps.settings.deadline_margin_seconds + estimate_seconds
+
+
+def _fail(job: JobResult, exc: BaseException) -> None:
+    job.status = JobStatus.ERROR
+    job.error = str(exc) or type(exc).__name__
+    job.error_type = type(exc).__name__
+
+
+def _finish(deps: CollectDeps, job: JobResult) -> None:
+    job.finished_at = deps.clock.now()
+    expires_at = job.finished_at + timedelta(days=deps.settings.record_ttl_days)
+    try:
+        deps.state.record_result(job, expires_at=expires_at)
+    except Exception:
+        logger.exception("could not record the job result", extra={"job_id": job.job_id})
+        if job.status is not JobStatus.ERROR:
+            raise

@@ -1,0 +1,177 @@
+"""Exactly-once commit of minute buckets: ledger entries plus included quota, no transactions.
+
+The protocol (argued in docs/design.md), per (account, month):
+
+1. Read the quota item (strongly consistent). If it holds a pending reservation, finish it:
+   write whatever of its entries is missing. A reservation carries everything its entries need.
+2. Ask which of our buckets already have an entry; those are replays.
+3. Reserve: one conditional update (``version = expected``) that adds the included bytes of the
+   new entries to ``used_bytes`` and stores the plan as pending.
+4. Write the entries with ``attribute_not_exists`` puts.
+
+Quota and entries therefore advance together: a crash after 3 leaves a pending plan that the
+next writer of that account-month (at the latest the same source's next run, whose watermark did
+not move) completes; a crash before 3 leaves nothing. No two plans ever hold the same bucket,
+because a plan replaces its predecessor only once that predecessor is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from minutemeter.domain.errors import ConcurrentUpdateError, QuotaConflictError
+from minutemeter.domain.ids import batch_id
+from minutemeter.domain.model import BillingProfile, MinuteUsage, QuotaPlan
+from minutemeter.domain.rating import included_total, plan_entries
+from minutemeter.domain.timeutil import month_of
+from minutemeter.ports import BucketRef, LedgerStore
+
+logger = logging.getLogger(__name__)
+
+MAX_PLAN_ENTRIES = 100
+MAX_RESERVE_ATTEMPTS = 25
+
+
+@dataclass(frozen=True)
+class CommitTotals:
+    written: int = 0
+    replayed: int = 0
+    completed_for_others: int = 0
+
+    def __add__(self, other: CommitTotals) -> CommitTotals:
+        return CommitTotals(
+            self.written + other.written,
+            self.replayed + other.replayed,
+            self.completed_for_others + other.completed_for_others,
+        )
+
+
+@dataclass(frozen=True)
+class CommitContext:
+    source_id: str
+    run_id: str
+    collected_at: datetime
+
+
+def commit_buckets(
+    ledger: LedgerStore,
+    buckets: Sequence[MinuteUsage],
+    profiles: Mapping[str, BillingProfile],
+    default_profile: BillingProfile,
+    context: CommitContext,
+    *,
+    concurrency: int,
+) -> CommitTotals:
+    """Commit ``buckets`` exactly once; accounts in parallel, each account's months in order."""
+    by_account: dict[str, list[MinuteUsage]] = defaultdict(list)
+    for bucket in buckets:
+        by_account[bucket.account_id].append(bucket)
+
+    def commit_account(account_id: str) -> CommitTotals:
+        profile = profiles.get(account_id, default_profile)
+        totals = CommitTotals()
+        for group in _plan_groups(by_account[account_id]):
+            totals += commit_group(ledger, group, profile, context)
+        return totals
+
+    totals = CommitTotals()
+    if concurrency <= 1 or len(by_account) <= 1:
+        for account_id in sorted(by_account):
+            totals += commit_account(account_id)
+        return totals
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="commit") as pool:
+        for outcome in pool.map(commit_account, sorted(by_account)):
+            totals += outcome
+    return totals
+
+
+def commit_group(
+    ledger: LedgerStore,
+    usages: Sequence[MinuteUsage],
+    profile: BillingProfile,
+    context: CommitContext,
+) -> CommitTotals:
+    """Run the protocol for buckets of one account and one month (at most MAX_PLAN_ENTRIES)."""
+    account_id = usages[0].account_id
+    month = month_of(usages[0].minute)
+    for _attempt in range(MAX_RESERVE_ATTEMPTS):
+        quota = ledger.get_quota(account_id, month)
+        completed = finish_pending(ledger, quota.pending) if quota.pending else 0
+        existing = ledger.existing_buckets([_ref(context.source_id, u) for u in usages])
+        new = tuple(u for u in usages if _ref(context.source_id, u) not in existing)
+        replayed = len(usages) - len(new)
+        if not new:
+            return CommitTotals(written=0, replayed=replayed, completed_for_others=completed)
+        plan = QuotaPlan(
+            batch_id=batch_id(context.run_id, account_id, month, new[0].minute, quota.version),
+            source_id=context.source_id,
+            account_id=account_id,
+            month=month,
+            used_before=quota.used_bytes,
+            profile=profile,
+            run_id=context.run_id,
+            collected_at=context.collected_at,
+            usages=new,
+        )
+        try:
+            ledger.reserve_quota(
+                plan,
+                expected_version=quota.version,
+                new_used=quota.used_bytes + included_total(plan),
+            )
+        except QuotaConflictError:
+            continue
+        outcome = ledger.put_entries(plan_entries(plan))
+        if outcome.existed:
+            # Cannot happen while every writer follows the protocol; say so loudly if it does.
+            logger.error(
+                "reserved buckets already had entries",
+                extra={"account_id": account_id, "month": month, "existed": outcome.existed},
+            )
+        return CommitTotals(
+            written=outcome.written,
+            replayed=replayed + outcome.existed,
+            completed_for_others=completed,
+        )
+    raise ConcurrentUpdateError(
+        f"quota of account {account_id} month {month} kept changing; "
+        f"gave up after {MAX_RESERVE_ATTEMPTS} attempts (nothing was double-billed)"
+    )
+
+
+def finish_pending(ledger: LedgerStore, plan: QuotaPlan) -> int:
+    """Write the entries of a pending reservation that are still missing; return how many."""
+    entries = plan_entries(plan)
+    refs = {_ref(plan.source_id, e.usage): e for e in entries}
+    existing = ledger.existing_buckets(list(refs))
+    missing = [entry for ref, entry in refs.items() if ref not in existing]
+    if not missing:
+        return 0
+    logger.warning(
+        "finishing an interrupted reservation",
+        extra={"batch_id": plan.batch_id, "source_id": plan.source_id, "missing": len(missing)},
+    )
+    return ledger.put_entries(missing).written
+
+
+def _plan_groups(usages: Sequence[MinuteUsage]) -> list[list[MinuteUsage]]:
+    by_month: dict[str, list[MinuteUsage]] = defaultdict(list)
+    for usage in sorted(usages, key=lambda u: (u.minute, u.node_id)):
+        by_month[month_of(usage.minute)].append(usage)
+    groups: list[list[MinuteUsage]] = []
+    for month in sorted(by_month):
+        items = by_month[month]
+        groups.extend(
+            items[i : i + MAX_PLAN_ENTRIES] for i in range(0, len(items), MAX_PLAN_ENTRIES)
+        )
+    return groups
+
+
+def _ref(source_id: str, usage: MinuteUsage) -> BucketRef:
+    return BucketRef(source_id, usage.node_id, usage.account_id, usage.minute)
+

@@ -1,0 +1,107 @@
+"""Registering sources and reading their status."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+from urllib.parse import urlparse
+
+from minutemeter.domain.errors import InputError, SourceNotFoundError
+from minutemeter.domain.model import ResetPolicy, SourceConfig, SyncState
+from minutemeter.domain.timeutil import MINUTE, floor_minute, is_minute_aligned
+from minutemeter.ports import StateStore
+
+_SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class SourceChanges:
+    """What an operator asked to set; ``None`` keeps the current (or default) value."""
+
+    url: str | None = None
+    node_id: str | None = None
+    env: str | None = None
+    start: datetime | None = None
+    lag_seconds: int | None = None
+    max_window_seconds: int | None = None
+    reset_policy: ResetPolicy | None = None
+    lease_seconds: int | None = None
+    token_secret: str | None = None
+    clock_tolerance_seconds: int | None = None
+    enabled: bool | None = None
+
+
+def put_source(
+    state: StateStore, source_id: str, changes: SourceChanges, now: datetime
+) -> SourceConfig:
+    """Create or update a source; unspecified fields keep their value.
+
+    A new source without ``start`` starts at the next minute after ``now``; a start that is not
+    minute-aligned moves up to the next minute (nothing before it is ever billed).
+    Raises :class:`InputError` on invalid values.
+    """
+    check_source_id(source_id)
+    try:
+        current: SourceConfig | None = state.get_source(source_id)
+    except SourceNotFoundError:
+        current = None
+    if current is None:
+        if changes.url is None:
+            raise InputError("a new source needs --url")
+        current = SourceConfig(source_id=source_id, url=changes.url, start=_ceil_minute(now))
+    updates = {k: v for k, v in vars(changes).items() if v is not None}
+    if "start" in updates:
+        updates["start"] = _ceil_minute(updates["start"])
+    source = replace(current, **updates)
+    validate_source(source)
+    state.put_source(source)
+    return source
+
+
+def check_source_id(source_id: str) -> None:
+    if _SOURCE_ID.fullmatch(source_id) is None:
+        raise InputError(
+            f"source id {source_id!r} must be 1-64 of A-Z a-z 0-9 _ . - (starting alphanumeric)"
+        )
+
+
+def validate_source(source: SourceConfig) -> None:
+    """Raise :class:`InputError` if ``source`` cannot be collected safely."""
+    parsed = urlparse(source.url)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise InputError(f"--url must be an http(s) URL, got {source.url!r}")
+    if not 0 <= source.lag_seconds <= 86_400:
+        raise InputError("--lag must be between 0 and 86400 seconds")
+    if source.max_window_seconds < 60 or source.max_window_seconds % 60:
+        raise InputError("--max-window must be a positive whole number of minutes, in seconds")
+    if source.max_window_seconds > 7 * 86_400:
+        raise InputError("--max-window must be at most 7 days")
+    if not 5 <= source.lease_seconds <= 900:
+        raise InputError("--lease-seconds must be between 5 and 900")
+    tolerance = source.clock_tolerance_seconds
+    if tolerance is not None and tolerance <= 0:
+        raise InputError("--clock-tolerance must be > 0 seconds")
+    if not is_minute_aligned(source.start):
+        raise InputError("start must be minute-aligned")
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    source: SourceConfig
+    state: SyncState
+    lag_seconds: float | None
+
+
+def source_status(state: StateStore, source: SourceConfig, now: datetime) -> SourceStatus:
+    """The source's sync state and how far its watermark is behind ``now``."""
+    sync = state.get_state(source.source_id)
+    mark = sync.last_completed_until
+    lag = (now - mark).total_seconds() if mark else None
+    return SourceStatus(source=source, state=sync, lag_seconds=lag)
+
+
+def _ceil_minute(moment: datetime) -> datetime:
+    floored = floor_minute(moment)
+    return floored if floored == moment else floored + MINUTE
+

@@ -1,0 +1,130 @@
+"""Settings, read once from the environment into a frozen, validated object.
+
+Only :func:`load_settings` reads ``os.environ``; everything else receives a :class:`Settings`.
+Endpoints and credentials are never settings of ours: boto3 reads ``AWS_REGION``,
+``AWS_ENDPOINT_URL_DYNAMODB`` and the credential chain itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from minutemeter.domain.errors import ConfigError
+from minutemeter.domain.model import BillingProfile
+
+ENV_LEDGER_TABLE = "MINUTEMETER_LEDGER_TABLE"
+ENV_STATE_TABLE = "MINUTEMETER_STATE_TABLE"
+ENV_DEFAULT_INCLUDED_BYTES = "MINUTEMETER_DEFAULT_INCLUDED_BYTES"
+ENV_DEFAULT_PRICE_PER_BYTE = "MINUTEMETER_DEFAULT_PRICE_PER_BYTE"
+ENV_DEFAULT_MULTIPLIER = "MINUTEMETER_DEFAULT_MULTIPLIER"
+ENV_DEFAULT_PRICING_VERSION = "MINUTEMETER_DEFAULT_PRICING_VERSION"
+ENV_CLOCK_TOLERANCE_SECONDS = "MINUTEMETER_CLOCK_TOLERANCE_SECONDS"
+ENV_MAX_COUNTER_BYTES = "MINUTEMETER_MAX_COUNTER_BYTES"
+ENV_COMMIT_CONCURRENCY = "MINUTEMETER_COMMIT_CONCURRENCY"
+ENV_DEADLINE_MARGIN_SECONDS = "MINUTEMETER_DEADLINE_MARGIN_SECONDS"
+ENV_HTTP_TIMEOUT_SECONDS = "MINUTEMETER_HTTP_TIMEOUT_SECONDS"
+ENV_HTTP_RETRIES = "MINUTEMETER_HTTP_RETRIES"
+ENV_RECORD_TTL_DAYS = "MINUTEMETER_RECORD_TTL_DAYS"
+
+DEFAULT_LEDGER_TABLE = "minutemeter-ledger"
+DEFAULT_STATE_TABLE = "minutemeter-state"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide settings; per-source settings live in :class:`SourceConfig`."""
+
+    ledger_table: str = DEFAULT_LEDGER_TABLE
+    state_table: str = DEFAULT_STATE_TABLE
+    default_profile: BillingProfile = BillingProfile(
+        included_bytes=0,
+        price_per_byte=Decimal("0.000000001"),
+        multiplier=Decimal("1"),
+        pricing_rule_version="default-v1",
+    )
+    clock_tolerance_seconds: int = 1800
+    max_counter_bytes: int = 2**60
+    commit_concurrency: int = 8
+    deadline_margin_seconds: float = 20.0
+    http_timeout_seconds: float = 10.0
+    http_retries: int = 3
+    record_ttl_days: int = 90
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build :class:`Settings` from an environment mapping; raises :class:`ConfigError`."""
+    base = Settings()
+    profile = BillingProfile(
+        included_bytes=_int(environ, ENV_DEFAULT_INCLUDED_BYTES, base.default_profile.included_bytes),
+        price_per_byte=_decimal(
+            environ, ENV_DEFAULT_PRICE_PER_BYTE, base.default_profile.price_per_byte
+        ),
+        multiplier=_decimal(environ, ENV_DEFAULT_MULTIPLIER, base.default_profile.multiplier),
+        pricing_rule_version=environ.get(
+            ENV_DEFAULT_PRICING_VERSION, base.default_profile.pricing_rule_version
+        ),
+    )
+    settings = Settings(
+        ledger_table=environ.get(ENV_LEDGER_TABLE, base.ledger_table),
+        state_table=environ.get(ENV_STATE_TABLE, base.state_table),
+        default_profile=profile,
+        clock_tolerance_seconds=_int(
+            environ, ENV_CLOCK_TOLERANCE_SECONDS, base.clock_tolerance_seconds
+        ),
+        max_counter_bytes=_int(environ, ENV_MAX_COUNTER_BYTES, base.max_counter_bytes),
+        commit_concurrency=_int(environ, ENV_COMMIT_CONCURRENCY, base.commit_concurrency),
+        deadline_margin_seconds=float(
+            _decimal(environ, ENV_DEADLINE_MARGIN_SECONDS, Decimal(str(base.deadline_margin_seconds)))
+        ),
+        http_timeout_seconds=float(
+            _decimal(environ, ENV_HTTP_TIMEOUT_SECONDS, Decimal(str(base.http_timeout_seconds)))
+        ),
+        http_retries=_int(environ, ENV_HTTP_RETRIES, base.http_retries),
+        record_ttl_days=_int(environ, ENV_RECORD_TTL_DAYS, base.record_ttl_days),
+    )
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if not settings.ledger_table or not settings.state_table:
+        raise ConfigError("table names must not be empty")
+    if settings.default_profile.included_bytes < 0:
+        raise ConfigError(f"{ENV_DEFAULT_INCLUDED_BYTES} must be >= 0")
+    if settings.default_profile.price_per_byte < 0:
+        raise ConfigError(f"{ENV_DEFAULT_PRICE_PER_BYTE} must be >= 0")
+    if settings.clock_tolerance_seconds <= 0:
+        raise ConfigError(f"{ENV_CLOCK_TOLERANCE_SECONDS} must be > 0")
+    if settings.max_counter_bytes <= 0:
+        raise ConfigError(f"{ENV_MAX_COUNTER_BYTES} must be > 0")
+    if not 1 <= settings.commit_concurrency <= 64:
+        raise ConfigError(f"{ENV_COMMIT_CONCURRENCY} must be between 1 and 64")
+    if settings.http_retries < 0:
+        raise ConfigError(f"{ENV_HTTP_RETRIES} must be >= 0")
+    if settings.record_ttl_days <= 0:
+        raise ConfigError(f"{ENV_RECORD_TTL_DAYS} must be > 0")
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _decimal(environ: Mapping[str, str], name: str, default: Decimal) -> Decimal:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = Decimal(raw)
+    except InvalidOperation as exc:
+        raise ConfigError(f"{name} must be a decimal number, got {raw!r}") from exc
+    if not value.is_finite():
+        raise ConfigError(f"{name} must be finite, got {raw!r}")
+    return value
