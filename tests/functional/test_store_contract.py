@@ -1,0 +1,160 @@
+"""One contract for the store ports, run against the fakes, moto and DynamoDB Local.
+
+The fakes are only trustworthy if they behave like the engines; DynamoDB Local is the proof of
+the conditional-write semantics that exactly-once rests on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from minutemeter.domain.errors import QuotaConflictError, SourceNotFoundError
+from minutemeter.domain.model import (
+    BillingProfile,
+    Checkpoint,
+    JobResult,
+    JobStatus,
+    MinuteUsage,
+    QuotaPlan,
+    Quarantined,
+    ResetEvent,
+    ResetPolicy,
+    SourceConfig,
+)
+from minutemeter.domain.rating import included_total, plan_entries
+from minutemeter.ports import BucketRef, LedgerFilter
+from tests.support.backends import Backend
+
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+ACCOUNT = "6f1c2a4e-0b7d-4c55-9a0e-3f2b8d1e7c90"
+PROFILE = BillingProfile(1000, Decimal("0.000000002"), Decimal("1.5"), "v7")
+
+
+def _usage(minute: int, nbytes: int, account: str = ACCOUNT) -> MinuteUsage:
+    at = T0 + timedelta(minutes=minute, seconds=30)
+    return MinuteUsage("node-a", account, T0 + timedelta(minutes=minute), nbytes, 100, 100 + nbytes,
+                       at, at, 1)
+
+
+def _plan(usages: tuple[MinuteUsage, ...], used_before: int = 0, batch: str = "b1") -> QuotaPlan:
+    return QuotaPlan(batch, "src", ACCOUNT, "2026-11", used_before, PROFILE, "run-1", T0, usages)
+
+
+def test_entries_are_write_once(any_backend: Backend) -> None:
+    # GIVEN two entries written once
+    entries = plan_entries(_plan((_usage(0, 600), _usage(1, 700))))
+    first = any_backend.ledger.put_entries(entries)
+    # WHEN the same buckets are written again, even with other values
+    again = any_backend.ledger.put_entries(plan_entries(_plan((_usage(0, 1), _usage(1, 2)), 5)))
+    # THEN the second write changes nothing
+    assert (first.written, first.existed) == (2, 0)
+    assert (again.written, again.existed) == (0, 2)
+    exported = list(any_backend.ledger.export(LedgerFilter(source_id="src")))
+    assert [e.usage.bytes for e in exported] == [600, 700]
+    assert [e.included_bytes for e in exported] == [600, 400]
+    assert exported[1].amount == Decimal(300) * Decimal("0.000000002") * Decimal("1.5")
+    assert exported[0].ledger_id == entries[0].ledger_id
+
+
+def test_existing_buckets_reports_only_written_ones(any_backend: Backend) -> None:
+    any_backend.ledger.put_entries(plan_entries(_plan((_usage(0, 5),))))
+    refs = [BucketRef("src", "node-a", ACCOUNT, T0 + timedelta(minutes=m)) for m in range(3)]
+    assert any_backend.ledger.existing_buckets(refs) == {refs[0]}
+
+
+def test_quota_reservation_is_a_compare_and_set(any_backend: Backend) -> None:
+    ledger = any_backend.ledger
+    plan = _plan((_usage(0, 600),))
+    assert ledger.get_quota(ACCOUNT, "2026-11").version == 0
+    ledger.reserve_quota(plan, expected_version=0, new_used=included_total(plan))
+    with pytest.raises(QuotaConflictError):
+        ledger.reserve_quota(plan, expected_version=0, new_used=999)
+    state = ledger.get_quota(ACCOUNT, "2026-11")
+    assert (state.used_bytes, state.version) == (600, 1)
+    assert state.pending == plan  # the plan round-trips exactly, so anyone can finish it
+    second = _plan((_usage(1, 700),), used_before=600, batch="b2")
+    ledger.reserve_quota(second, expected_version=1, new_used=1000)
+    with pytest.raises(QuotaConflictError):
+        ledger.reserve_quota(second, expected_version=1, new_used=1000)
+    assert ledger.get_quota(ACCOUNT, "2026-11").version == 2
+
+
+def test_export_filters_by_account_and_minutes(any_backend: Backend) -> None:
+    other = "0b8f6f3c-1d2e-4f50-8a9b-0c1d2e3f4a5b"
+    any_backend.ledger.put_entries(plan_entries(_plan(tuple(_usage(m, 10) for m in range(5)))))
+    any_backend.ledger.put_entries(
+        plan_entries(QuotaPlan("b9", "src", other, "2026-11", 0, PROFILE, "r", T0,
+                               (_usage(2, 10, other),)))
+    )
+    window = LedgerFilter(source_id="src", account_id=ACCOUNT, since=T0 + timedelta(minutes=1),
+                          until=T0 + timedelta(minutes=3))
+    assert [e.usage.minute.minute for e in any_backend.ledger.export(window)] == [1, 2]
+    by_account = LedgerFilter(account_id=other)
+    assert [e.usage.account_id for e in any_backend.ledger.export(by_account)] == [other]
+    assert len(list(any_backend.ledger.export(LedgerFilter(since=T0 + timedelta(minutes=4))))) == 1
+
+
+def test_watermark_never_moves_back(any_backend: Backend) -> None:
+    state = any_backend.state
+    s1 = state.commit_progress("src", until=T0 + timedelta(minutes=30), node_id="node-a",
+                               baseline_taken_at=T0, at=T0)
+    s2 = state.commit_progress("src", until=T0 + timedelta(minutes=15), node_id="node-a",
+                               baseline_taken_at=T0 + timedelta(minutes=1), at=T0)
+    assert s1.last_completed_until == s2.last_completed_until == T0 + timedelta(minutes=30)
+    assert state.get_state("src").baseline_taken_at == T0  # the first baseline stays
+
+
+def test_checkpoints_never_move_back_in_time(any_backend: Backend) -> None:
+    state = any_backend.state
+    later = Checkpoint("node-a", ACCOUNT, 5, T0 + timedelta(minutes=2))
+    earlier = Checkpoint("node-a", ACCOUNT, 900, T0 + timedelta(minutes=1))
+    assert state.advance_checkpoints("src", [later]) == 1
+    assert state.advance_checkpoints("src", [earlier]) == 0
+    # a reset moves the value down, but only forward in time
+    reset = Checkpoint("node-a", ACCOUNT, 1, T0 + timedelta(minutes=3))
+    assert state.advance_checkpoints("src", [reset]) == 1
+    assert state.get_checkpoints("src", "node-a", [ACCOUNT]) == {ACCOUNT: reset}
+    assert state.get_checkpoints("src", "node-b", [ACCOUNT]) == {}
+
+
+def test_sources_profiles_and_records(any_backend: Backend) -> None:
+    state = any_backend.state
+    with pytest.raises(SourceNotFoundError):
+        state.get_source("nope")
+    source = SourceConfig("src", "http://127.0.0.1:1", T0, node_id="node-a", lag_seconds=90,
+                          reset_policy=ResetPolicy.FROM_ZERO, clock_tolerance_seconds=60)
+    state.put_source(source)
+    assert state.get_source("src") == source
+    assert [s.source_id for s in state.list_sources()] == ["src"]
+    state.put_profile(ACCOUNT, PROFILE)
+    assert state.get_profiles([ACCOUNT, "x"]) == {ACCOUNT: PROFILE}
+    quarantined = Quarantined("account_id_invalid", "2026-11-22T10:00:00Z", "nope", "{}", "d1")
+    reset = ResetEvent("node-a", ACCOUNT, T0, 10, 1, ResetPolicy.SKIP, 0)
+    for _ in range(2):  # idempotent
+        state.put_records("src", quarantined=[quarantined], resets=[reset], run_id="r",
+                          at=T0, expires_at=T0 + timedelta(days=1))
+    assert [r["reason"] for r in state.list_records("src", "quarantine", 10)] == [
+        "account_id_invalid"
+    ]
+    assert [r["previous_bytes"] for r in state.list_records("src", "reset", 10)] == [10]
+
+
+def test_job_results_update_sync_state(any_backend: Backend) -> None:
+    state = any_backend.state
+    failed = JobResult("j1", "collect", "src", T0, status=JobStatus.ERROR, error="boom",
+                       finished_at=T0)
+    state.record_result(failed, expires_at=T0 + timedelta(days=1))
+    state.record_result(failed, expires_at=T0 + timedelta(days=1))
+    sync = state.get_state("src")
+    assert (sync.consecutive_failures, sync.last_error) == (2, "boom")
+    ok = JobResult("j2", "collect", "src", T0 + timedelta(minutes=1), written_minutes=3,
+                   finished_at=T0 + timedelta(minutes=1))
+    state.record_result(ok, expires_at=T0 + timedelta(days=1))
+    sync = state.get_state("src")
+    assert sync.consecutive_failures == 0
+    assert sync.last_success_at == T0 + timedelta(minutes=1)
+    assert sync.last_job is not None and sync.last_job["written_minutes"] == 3
+    assert [j["job_id"] for j in state.list_jobs("src", 5)] == ["j2", "j1"]

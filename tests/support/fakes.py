@@ -1,0 +1,197 @@
+"""In-memory fakes of the store ports, with the same conditional semantics as the DynamoDB
+adapters. The contract suite (tests/functional/test_store_contract.py) runs against both."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from minutemeter.adapters.dynamo.state import job_to_dict
+from minutemeter.domain.errors import QuotaConflictError, SourceNotFoundError
+from minutemeter.domain.model import (
+    BillingProfile,
+    Checkpoint,
+    JobResult,
+    JobStatus,
+    LedgerEntry,
+    QuotaPlan,
+    QuotaState,
+    Quarantined,
+    ResetEvent,
+    SourceConfig,
+    SyncState,
+)
+from minutemeter.ports import BucketRef, LedgerFilter, PutOutcome
+
+
+class FakeLedgerStore:
+    def __init__(self) -> None:
+        self.entries: dict[BucketRef, LedgerEntry] = {}
+        self.quotas: dict[tuple[str, str], QuotaState] = {}
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    def get_quota(self, account_id: str, month: str) -> QuotaState:
+        with self._lock:
+            return self.quotas.get((account_id, month), QuotaState(account_id, month))
+
+    def reserve_quota(self, plan: QuotaPlan, *, expected_version: int, new_used: int) -> None:
+        with self._lock:
+            key = (plan.account_id, plan.month)
+            current = self.quotas.get(key, QuotaState(plan.account_id, plan.month))
+            if current.version != expected_version:
+                raise QuotaConflictError(f"version {current.version} != {expected_version}")
+            self.quotas[key] = QuotaState(
+                plan.account_id, plan.month, new_used, expected_version + 1, plan
+            )
+            self.writes += 1
+
+    def existing_buckets(self, refs: Sequence[BucketRef]) -> set[BucketRef]:
+        with self._lock:
+            return {r for r in refs if r in self.entries}
+
+    def put_entries(self, entries: Sequence[LedgerEntry]) -> PutOutcome:
+        written = existed = 0
+        for entry in entries:
+            ref = BucketRef(
+                entry.source_id, entry.usage.node_id, entry.usage.account_id, entry.usage.minute
+            )
+            with self._lock:
+                self.writes += 1
+                if ref in self.entries:
+                    existed += 1
+                else:
+                    self.entries[ref] = entry
+                    written += 1
+        return PutOutcome(written, existed)
+
+    def export(self, selection: LedgerFilter) -> Iterator[LedgerEntry]:
+        with self._lock:
+            entries = list(self.entries.values())
+        for entry in sorted(entries, key=lambda e: (e.source_id, e.usage.account_id,
+                                                    e.usage.minute)):
+            if selection.source_id and entry.source_id != selection.source_id:
+                continue
+            if selection.account_id and entry.usage.account_id != selection.account_id:
+                continue
+            if selection.since and entry.usage.minute < selection.since:
+                continue
+            if selection.until and entry.usage.minute >= selection.until:
+                continue
+            yield entry
+
+
+class FakeStateStore:
+    def __init__(self) -> None:
+        self.sources: dict[str, SourceConfig] = {}
+        self.states: dict[str, SyncState] = {}
+        self.checkpoints: dict[tuple[str, str, str], Checkpoint] = {}
+        self.profiles: dict[str, BillingProfile] = {}
+        self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def put_source(self, source: SourceConfig) -> None:
+        self.sources[source.source_id] = source
+
+    def get_source(self, source_id: str) -> SourceConfig:
+        if source_id not in self.sources:
+            raise SourceNotFoundError(source_id)
+        return self.sources[source_id]
+
+    def list_sources(self) -> list[SourceConfig]:
+        return [self.sources[k] for k in sorted(self.sources)]
+
+    def get_state(self, source_id: str) -> SyncState:
+        return self.states.get(source_id, SyncState(source_id))
+
+    def commit_progress(
+        self, source_id: str, *, until: datetime, node_id: str,
+        baseline_taken_at: datetime | None, at: datetime,
+    ) -> SyncState:
+        with self._lock:
+            state = self.get_state(source_id)
+            mark = state.last_completed_until
+            if mark is not None and mark > until:
+                return state
+            state = replace(
+                state,
+                last_completed_until=until,
+                node_id=node_id,
+                baseline_taken_at=state.baseline_taken_at or baseline_taken_at,
+            )
+            self.states[source_id] = state
+            return state
+
+    def record_result(self, job: JobResult, *, expires_at: datetime) -> None:
+        with self._lock:
+            summary = job_to_dict(job)
+            key = f"{summary['started_at']}#{job.job_id}"
+            self.jobs.setdefault(job.source_id, {})[key] = summary
+            state = self.get_state(job.source_id)
+            at = job.finished_at or job.started_at
+            if job.status is JobStatus.ERROR:
+                state = replace(state, last_job=summary, last_error=job.error, last_error_at=at,
+                                consecutive_failures=state.consecutive_failures + 1)
+            elif job.status is JobStatus.SKIPPED:
+                state = replace(state, last_job=summary)
+            else:
+                state = replace(state, last_job=summary, last_success_at=at,
+                                consecutive_failures=0)
+            self.states[job.source_id] = state
+
+    def list_jobs(self, source_id: str, limit: int) -> list[dict[str, object]]:
+        jobs = self.jobs.get(source_id, {})
+        return [jobs[k] for k in sorted(jobs, reverse=True)][:limit]
+
+    def get_checkpoints(
+        self, source_id: str, node_id: str, account_ids: Iterable[str]
+    ) -> dict[str, Checkpoint]:
+        with self._lock:
+            return {
+                a: self.checkpoints[(source_id, node_id, a)]
+                for a in account_ids
+                if (source_id, node_id, a) in self.checkpoints
+            }
+
+    def advance_checkpoints(self, source_id: str, checkpoints: Iterable[Checkpoint]) -> int:
+        moved = 0
+        with self._lock:
+            for cp in checkpoints:
+                key = (source_id, cp.node_id, cp.account_id)
+                current = self.checkpoints.get(key)
+                if current is None or current.taken_at < cp.taken_at:
+                    self.checkpoints[key] = cp
+                    moved += 1
+        return moved
+
+    def get_profiles(self, account_ids: Iterable[str]) -> Mapping[str, BillingProfile]:
+        return {a: self.profiles[a] for a in account_ids if a in self.profiles}
+
+    def put_profile(self, account_id: str, profile: BillingProfile) -> None:
+        self.profiles[account_id] = profile
+
+    def put_records(
+        self, source_id: str, *, quarantined: Sequence[Quarantined],
+        resets: Sequence[ResetEvent], run_id: str, at: datetime, expires_at: datetime,
+    ) -> None:
+        with self._lock:
+            for q in quarantined:
+                self.records[(source_id, "quarantine", f"{q.taken_at}#{q.digest}")] = {
+                    "reason": q.reason, "taken_at": q.taken_at, "account_id": q.account_id,
+                    "raw": q.raw, "run_id": run_id,
+                }
+            for r in resets:
+                self.records[(source_id, "reset", f"{r.taken_at}#{r.node_id}#{r.account_id}")] = {
+                    "account_id": r.account_id, "previous_bytes": r.previous_bytes,
+                    "current_bytes": r.current_bytes, "policy": r.policy.value,
+                    "billed_bytes": r.billed_bytes, "run_id": run_id,
+                }
+
+    def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]:
+        keys = sorted((k for k in self.records if k[0] == source_id and k[1] == kind),
+                      reverse=True)
+        return [dict(self.records[k]) for k in keys[:limit]]
