@@ -11,9 +11,9 @@ import pytest
 from moto import mock_aws
 
 from minutemeter.local.ddb import DynamoDBLocal
+from minutemeter.settings import Settings
 from tests.support.backends import Backend, dynamo_backend
 from tests.support.fakes import FakeLedgerStore, FakeStateStore
-from minutemeter.settings import Settings
 
 # Nothing in the tests may reach AWS: fake credentials, a fixed region, no endpoint from the host.
 for _name in list(os.environ):

@@ -64,7 +64,13 @@ def bootstrap(
     )
     dynamodb = session.client("dynamodb", config=client_config)
     meter = CapacityMeter()
-    tokens = SecretTokenLookup(lambda service: session.client(service, config=client_config))
+
+    def secret_client(service: str) -> Any:
+        if service == "secretsmanager":
+            return session.client("secretsmanager", config=client_config)
+        return session.client("ssm", config=client_config)
+
+    tokens = SecretTokenLookup(secret_client)
     return App(
         settings=settings,
         clock=clock or SystemClock(),

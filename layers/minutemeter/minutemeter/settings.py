@@ -32,18 +32,21 @@ DEFAULT_LEDGER_TABLE = "minutemeter-ledger"
 DEFAULT_STATE_TABLE = "minutemeter-state"
 
 
+DEFAULT_PROFILE = BillingProfile(
+    included_bytes=0,
+    price_per_byte=Decimal("0.000000001"),
+    multiplier=Decimal("1"),
+    pricing_rule_version="default-v1",
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide settings; per-source settings live in :class:`SourceConfig`."""
 
     ledger_table: str = DEFAULT_LEDGER_TABLE
     state_table: str = DEFAULT_STATE_TABLE
-    default_profile: BillingProfile = BillingProfile(
-        included_bytes=0,
-        price_per_byte=Decimal("0.000000001"),
-        multiplier=Decimal("1"),
-        pricing_rule_version="default-v1",
-    )
+    default_profile: BillingProfile = DEFAULT_PROFILE
     clock_tolerance_seconds: int = 1800
     max_counter_bytes: int = 2**60
     commit_concurrency: int = 8
@@ -57,7 +60,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from an environment mapping; raises :class:`ConfigError`."""
     base = Settings()
     profile = BillingProfile(
-        included_bytes=_int(environ, ENV_DEFAULT_INCLUDED_BYTES, base.default_profile.included_bytes),
+        included_bytes=_int(
+            environ, ENV_DEFAULT_INCLUDED_BYTES, base.default_profile.included_bytes
+        ),
         price_per_byte=_decimal(
             environ, ENV_DEFAULT_PRICE_PER_BYTE, base.default_profile.price_per_byte
         ),
@@ -75,12 +80,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         ),
         max_counter_bytes=_int(environ, ENV_MAX_COUNTER_BYTES, base.max_counter_bytes),
         commit_concurrency=_int(environ, ENV_COMMIT_CONCURRENCY, base.commit_concurrency),
-        deadline_margin_seconds=float(
-            _decimal(environ, ENV_DEADLINE_MARGIN_SECONDS, Decimal(str(base.deadline_margin_seconds)))
+        deadline_margin_seconds=_seconds(
+            environ, ENV_DEADLINE_MARGIN_SECONDS, base.deadline_margin_seconds
         ),
-        http_timeout_seconds=float(
-            _decimal(environ, ENV_HTTP_TIMEOUT_SECONDS, Decimal(str(base.http_timeout_seconds)))
-        ),
+        http_timeout_seconds=_seconds(environ, ENV_HTTP_TIMEOUT_SECONDS, base.http_timeout_seconds),
         http_retries=_int(environ, ENV_HTTP_RETRIES, base.http_retries),
         record_ttl_days=_int(environ, ENV_RECORD_TTL_DAYS, base.record_ttl_days),
     )
@@ -115,6 +118,10 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    return float(_decimal(environ, name, Decimal(str(default))))
 
 
 def _decimal(environ: Mapping[str, str], name: str, default: Decimal) -> Decimal:

@@ -1,1 +1,1 @@
-"""The pure core: no I/O, no clocks, no environment. Every function takes ``now`` when it needs it."""
+"""The pure core: no I/O, no clocks, no environment; ``now`` is always an argument."""

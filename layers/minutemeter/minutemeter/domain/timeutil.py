@@ -57,7 +57,7 @@ def format_second(moment: datetime) -> str:
 
 
 def floor_minute(moment: datetime) -> datetime:
-    """The start of the UTC minute that contains ``moment`` (``:59.999`` stays, ``:00.000`` starts)."""
+    """The start of the UTC minute containing ``moment`` (``:59.999`` stays, ``:00.000`` starts)."""
     return _utc(moment).replace(second=0, microsecond=0)
 
 

@@ -27,7 +27,8 @@ Fault = Callable[[int, Mapping[str, str], dict[str, Any]], FaultResponse | None]
 
 def rfc3339(moment: datetime) -> str:
     """Millisecond RFC 3339, as many exporters write it."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -203,7 +204,7 @@ class SampleExporter:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 parsed = urlparse(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
                 status, body = exporter.respond(
@@ -215,7 +216,7 @@ class SampleExporter:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         return Handler

@@ -96,9 +96,9 @@ def _run(
             job.notes.append("another runner advanced the watermark further; stopping")
             break
     caught_up_at = plan_window(source, state, now).until
-    job.caught_up = state.last_completed_until is not None and (
+    job.caught_up = (state.last_completed_until is not None and (
         state.last_completed_until >= caught_up_at
-    ) or window.empty
+    )) or window.empty
     job.status = JobStatus.PARTIAL if job.quarantined_samples else JobStatus.OK
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from minutemeter.adapters.dynamo.base import DynamoTable, Item, error_code, to_wire, values
 from minutemeter.domain.errors import QuotaConflictError, StoreError
 from minutemeter.domain.model import (
     BillingProfile,
@@ -27,7 +28,6 @@ from minutemeter.domain.model import (
 )
 from minutemeter.domain.timeutil import format_instant, format_second, parse_rfc3339
 from minutemeter.ports import BucketRef, LedgerFilter, PutOutcome
-from minutemeter.adapters.dynamo.base import DynamoTable, Item, error_code, to_wire, values
 
 
 def entry_key(source_id: str, node_id: str, account_id: str, minute: datetime) -> dict[str, str]:

@@ -61,7 +61,8 @@ class DynamoStateStore:
 
     # -- sources ---------------------------------------------------------------------------
     def put_source(self, source: SourceConfig) -> None:
-        item = {"pk": SOURCES_PK, "sk": source.source_id, "type": "source", **_source_to_item(source)}
+        item = {"pk": SOURCES_PK, "sk": source.source_id, "type": "source"}
+        item.update(_source_to_item(source))
         self.table.call("put_item", TableName=self.table.name, Item=to_wire(item))
 
     def get_source(self, source_id: str) -> SourceConfig:
