@@ -41,9 +41,9 @@ def parse_rfc3339(text: object, *, what: str = "time") -> datetime:
         parsed = datetime.fromisoformat(
             f"{match['date']}T{match['h']}:{match['m']}:{second:02d}.{micro:06d}{offset}"
         )
-    except ValueError as exc:
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # overflow: a valid local time beyond year 9999
         raise InputError(f"{what} is not a valid date-time: {text!r}") from exc
-    return parsed.astimezone(UTC)
 
 
 def format_instant(moment: datetime) -> str:
