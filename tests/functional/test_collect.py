@@ -166,7 +166,8 @@ def test_resets_are_recorded_and_follow_the_policy(any_backend: Backend) -> None
         assert record["account_id"] == ACCOUNTS[0] and record["policy"] == policy.value
 
 
-def test_overlapping_runners_bill_each_minute_once(any_backend: Backend) -> None:
+def test_overlapping_runners_bill_each_minute_once(concurrent_backend: Backend) -> None:
+    any_backend = concurrent_backend
     # GIVEN one source and 4 runners started together, each with its own clock
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(hours=1))
     with SampleExporter(counters) as exporter:

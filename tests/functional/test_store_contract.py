@@ -59,6 +59,20 @@ def test_entries_are_write_once(any_backend: Backend) -> None:
     assert exported[0].ledger_id == entries[0].ledger_id
 
 
+def test_reserved_entries_are_written_in_batches_and_rewrites_change_nothing(
+    any_backend: Backend,
+) -> None:
+    # GIVEN the entries of a reservation with more than one batch (25) of items
+    plan = _plan(tuple(_usage(m, 100 + m) for m in range(60)))
+    entries = plan_entries(plan)
+    # WHEN the owner and then a runner finishing the plan both write them
+    assert any_backend.ledger.write_reserved(entries) == 60
+    assert any_backend.ledger.write_reserved(plan_entries(plan)) == 60
+    # THEN each bucket holds exactly the plan's entry
+    exported = list(any_backend.ledger.export(LedgerFilter(source_id="src")))
+    assert exported == entries
+
+
 def test_existing_buckets_reports_only_written_ones(any_backend: Backend) -> None:
     any_backend.ledger.put_entries(plan_entries(_plan((_usage(0, 5),))))
     refs = [BucketRef("src", "node-a", ACCOUNT, T0 + timedelta(minutes=m)) for m in range(3)]

@@ -68,6 +68,19 @@ class FakeLedgerStore:
                     written += 1
         return PutOutcome(written, existed)
 
+    def write_reserved(self, entries: Sequence[LedgerEntry]) -> int:
+        for entry in entries:
+            ref = BucketRef(
+                entry.source_id, entry.usage.node_id, entry.usage.account_id, entry.usage.minute
+            )
+            with self._lock:
+                self.writes += 1
+                previous = self.entries.get(ref)
+                # An overwrite must be a no-op; anything else breaks the design's premise.
+                assert previous is None or previous == entry, f"entry rewritten: {ref}"
+                self.entries[ref] = entry
+        return len(entries)
+
     def export(self, selection: LedgerFilter) -> Iterator[LedgerEntry]:
         with self._lock:
             entries = list(self.entries.values())

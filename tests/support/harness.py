@@ -17,6 +17,8 @@ from tests.support.backends import Backend
 
 
 def deps_for(backend: Backend, clock: Clock, **settings: Any) -> CollectDeps:
+    if backend.name == "moto":
+        settings["commit_concurrency"] = 1  # moto is not thread-safe (see tests/conftest.py)
     return CollectDeps(
         settings=replace(backend.settings, **settings),
         clock=clock,

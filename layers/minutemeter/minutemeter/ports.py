@@ -89,7 +89,16 @@ class LedgerStore(Protocol):
         """Which of ``refs`` already have a ledger entry (strongly consistent)."""
 
     def put_entries(self, entries: Sequence[LedgerEntry]) -> PutOutcome:
-        """Write each entry only if its bucket has none yet (conditional put)."""
+        """Write each entry only if its bucket has none yet (conditional put, one per entry)."""
+
+    def write_reserved(self, entries: Sequence[LedgerEntry]) -> int:
+        """Write the entries of a reservation this runner has just made, in batches.
+
+        Unconditional: the reservation (a conditional update) already guarantees that no other
+        plan holds these buckets, and an entry's content is a pure function of its plan, so a
+        second write of the same entry, by a runner finishing the plan, writes the same item.
+        Returns the number of entries written.
+        """
 
     def export(self, selection: LedgerFilter) -> Iterator[LedgerEntry]:
         """Entries matching ``selection``; minutes in ``[since, until)``."""

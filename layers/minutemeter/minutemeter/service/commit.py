@@ -7,7 +7,10 @@ The protocol (argued in docs/design.md), per (account, month):
 2. Ask which of our buckets already have an entry; those are replays.
 3. Reserve: one conditional update (``version = expected``) that adds the included bytes of the
    new entries to ``used_bytes`` and stores the plan as pending.
-4. Write the entries with ``attribute_not_exists`` puts.
+4. Write the entries (BatchWriteItem). The reservation guarantees no other plan holds these
+   buckets, and entries are a pure function of their plan, so writing one twice (the owner and
+   a runner finishing the plan) writes the same item. Finishing someone else's plan (step 1)
+   uses conditional puts all the same, so the first write of an entry is never replaced.
 
 Quota and entries therefore advance together: a crash after 3 leaves a pending plan that the
 next writer of that account-month (at the latest the same source's next run, whose watermark did
@@ -126,18 +129,8 @@ def commit_group(
             )
         except QuotaConflictError:
             continue
-        outcome = ledger.put_entries(plan_entries(plan))
-        if outcome.existed:
-            # Cannot happen while every writer follows the protocol; say so loudly if it does.
-            logger.error(
-                "reserved buckets already had entries",
-                extra={"account_id": account_id, "month": month, "existed": outcome.existed},
-            )
-        return CommitTotals(
-            written=outcome.written,
-            replayed=replayed + outcome.existed,
-            completed_for_others=completed,
-        )
+        written = ledger.write_reserved(plan_entries(plan))
+        return CommitTotals(written=written, replayed=replayed, completed_for_others=completed)
     raise ConcurrentUpdateError(
         f"quota of account {account_id} month {month} kept changing; "
         f"gave up after {MAX_RESERVE_ATTEMPTS} attempts (nothing was double-billed)"

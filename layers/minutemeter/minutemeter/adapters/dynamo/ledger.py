@@ -113,6 +113,10 @@ class DynamoLedgerStore:
                 existed += 1
         return PutOutcome(written=written, existed=existed)
 
+    def write_reserved(self, entries: Sequence[LedgerEntry]) -> int:
+        self.table.batch_put([_entry_to_item(entry) for entry in entries])
+        return len(entries)
+
     def export(self, selection: LedgerFilter) -> Iterator[LedgerEntry]:
         low = format_second(selection.since) if selection.since else None
         high = format_second(selection.until) if selection.until else None
