@@ -201,3 +201,24 @@ def test_buckets_are_sorted_by_account_then_minute() -> None:
     keys = [(b.account_id, b.minute) for b in result.buckets]
     assert keys == sorted(keys)
     assert keys[0][0] == B  # "0a7f..." sorts before "6f1c..."
+
+
+def test_an_unreadable_sample_in_the_baseline_keeps_its_account_a_baseline() -> None:
+    # GIVEN a baseline snapshot where A's sample was quarantined (A is present, value unknown)
+    baseline = Snapshot(t(15), (Sample(B, 50, t(15)),), unreadable_accounts=frozenset({A}))
+    first = run([baseline], baseline=True)
+    assert first.checkpoints[A].value_known is False
+    # WHEN A's next valid value arrives in a later chunk
+    later = run([snap(t(75), a=9_000_000, b=80)], dict(first.checkpoints))
+    # THEN it is A's baseline, not usage since zero (that would bill its whole history)
+    assert per_minute(later) == {(B, T0 + timedelta(minutes=1)): 30}
+    assert later.checkpoints[A] == cp(A, 9_000_000, t(75))
+    after = run([snap(t(135), a=9_000_400)], dict(later.checkpoints))
+    assert per_minute(after) == {(A, T0 + timedelta(minutes=2)): 400}
+
+
+def test_an_unreadable_sample_after_the_baseline_is_not_a_baseline() -> None:
+    # A new account whose first sample is unreadable still counts from zero when readable.
+    snapshot = Snapshot(t(75), (), unreadable_accounts=frozenset({A}))
+    result = run([snapshot, snap(t(135), a=700)], {B: cp(B, 1, t(15))})
+    assert per_minute(result) == {(A, T0 + timedelta(minutes=2)): 700}

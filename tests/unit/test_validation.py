@@ -243,3 +243,20 @@ def test_out_of_range_taken_at_is_quarantined() -> None:
     result = validate_snapshots([snap("0001-01-01T00:00:00+01:00", s(A))], RULES)
 
     assert reasons(result) == ["taken_at_invalid"]
+
+
+def test_accounts_with_unreadable_samples_are_named_on_the_snapshot() -> None:
+    good = "6f1c2a4e-0b7d-4c55-9a0e-3f2b8d1e7c90"
+    bad_value = "0A7F3E55-1C2D-4E6F-8A9B-0C1D2E3F4A5B"
+    raw = RawSnapshot(
+        "2026-11-22T10:00:10Z",
+        (
+            {"account_id": good, "total_bytes": 5},
+            {"account_id": bad_value, "total_bytes": -1},
+            {"account_id": "not-a-uuid", "total_bytes": 3},
+        ),
+    )
+    result = validate_snapshots([raw], RULES)
+    (snapshot,) = result.snapshots
+    assert snapshot.unreadable_accounts == frozenset({bad_value.lower()})
+    assert len(result.quarantined) == 2

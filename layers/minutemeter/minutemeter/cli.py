@@ -41,11 +41,7 @@ def main(argv: Sequence[str] | None = None, app: App | None = None) -> int:
     """Run one command; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    _configure_logging(args.verbose)
     try:
         handler: Callable[[App, argparse.Namespace], int] = args.handler
         return handler(app or bootstrap(), args)
@@ -55,6 +51,30 @@ def main(argv: Sequence[str] | None = None, app: App | None = None) -> int:
     except MinutemeterError as exc:
         print(f"minutemeter: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+class _ExtrasFormatter(logging.Formatter):
+    """``time level logger message {extra fields as JSON}``: logs that explain themselves."""
+
+    _STANDARD = frozenset(vars(logging.makeLogRecord({})))
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extras = {k: v for k, v in vars(record).items() if k not in self._STANDARD}
+        extras.pop("message", None)
+        return f"{text} {json.dumps(extras, default=str)}" if extras else text
+
+
+def _configure_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    if root.handlers:  # already configured by whoever embeds the CLI
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ExtrasFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _emit(document: Any) -> None:

@@ -115,8 +115,12 @@ class Sample:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """A validated snapshot. ``unreadable_accounts``: accounts whose sample in it was
+    quarantined (their value is unknown, though the account is present)."""
+
     taken_at: datetime
     samples: tuple[Sample, ...]
+    unreadable_accounts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -132,12 +136,23 @@ class Quarantined:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """The last counter value seen for (node, account), and when it was taken."""
+    """The last counter value seen for (node, account), and when it was taken.
+
+    ``total_bytes`` is :data:`UNKNOWN_VALUE` for an account that was present in the source's
+    baseline snapshot with an unreadable sample: its next valid value is a baseline too.
+    """
 
     node_id: str
     account_id: str
     total_bytes: int
     taken_at: datetime
+
+    @property
+    def value_known(self) -> bool:
+        return self.total_bytes != UNKNOWN_VALUE
+
+
+UNKNOWN_VALUE = -1
 
 
 @dataclass(frozen=True)

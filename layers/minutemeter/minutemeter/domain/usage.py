@@ -10,7 +10,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from minutemeter.domain.model import Checkpoint, MinuteUsage, ResetEvent, ResetPolicy, Snapshot
+from minutemeter.domain.model import (
+    UNKNOWN_VALUE,
+    Checkpoint,
+    MinuteUsage,
+    ResetEvent,
+    ResetPolicy,
+    Snapshot,
+)
 from minutemeter.domain.timeutil import floor_minute
 
 
@@ -38,7 +45,9 @@ def compute_usage(
     """Diff ``snapshots`` (ascending ``taken_at``) against ``checkpoints`` (by account id).
 
     - ``baseline_pending``: the source has never yielded a snapshot; the first one given here is
-      its baseline and bills nothing.
+      its baseline and bills nothing. An account present in it with an unreadable sample gets a
+      checkpoint of unknown value, so that its next valid value is a baseline too (billing it
+      from zero would bill the counter's whole history).
     - A sample at or before its checkpoint's ``taken_at`` was already accounted for (a replay of
       a window whose checkpoints were stored): it is skipped.
     - An account with no checkpoint after the baseline is new: its first value is usage.
@@ -52,6 +61,9 @@ def compute_usage(
         is_baseline = baseline_pending and index == 0
         if is_baseline:
             result.baseline_taken_at = snapshot.taken_at
+            for account in sorted(snapshot.unreadable_accounts - current.keys()):
+                unknown = Checkpoint(node_id, account, UNKNOWN_VALUE, snapshot.taken_at)
+                current[account] = result.checkpoints[account] = unknown
         for sample in snapshot.samples:
             result.processed_samples += 1
             previous = current.get(sample.account_id)
@@ -61,7 +73,9 @@ def compute_usage(
             moved = Checkpoint(node_id, sample.account_id, sample.total_bytes, sample.taken_at)
             current[sample.account_id] = moved
             result.checkpoints[sample.account_id] = moved
-            if previous is None and is_baseline:
+            if (previous is None and is_baseline) or (
+                previous is not None and not previous.value_known
+            ):
                 result.baseline_samples += 1
                 continue
             start = previous.total_bytes if previous is not None else 0

@@ -54,16 +54,23 @@ def validate_snapshots(
         result.last_taken_at = taken_at
         samples: list[Sample] = []
         seen: set[str] = set()
+        unreadable: set[str] = set()
         for sample in raw.samples:
             sample_reason, valid = _check_sample(sample, taken_at, rules.max_counter)
             if valid is not None and valid.account_id in seen:
                 sample_reason, valid = "account_duplicated_in_snapshot", None
             if valid is None:
                 result.quarantined.append(_quarantine(sample_reason or "invalid", raw, sample))
+                account = sample.get("account_id") if isinstance(sample, dict) else None
+                if isinstance(account, str) and _UUID.fullmatch(account):
+                    unreadable.add(account.lower())
                 continue
             seen.add(valid.account_id)
             samples.append(valid)
-        result.snapshots.append(Snapshot(taken_at=taken_at, samples=tuple(samples)))
+        result.snapshots.append(
+            Snapshot(taken_at=taken_at, samples=tuple(samples),
+                     unreadable_accounts=frozenset(unreadable - seen))
+        )
     return result
 
 
