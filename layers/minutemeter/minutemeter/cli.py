@@ -21,8 +21,9 @@ from minutemeter.bootstrap import App, bootstrap
 from minutemeter.domain.errors import ConfigError, InputError, MinutemeterError
 from minutemeter.domain.model import BillingProfile, JobStatus, ResetPolicy, SourceConfig
 from minutemeter.domain.timeutil import format_second, parse_rfc3339
+from minutemeter.domain.validation import is_account_id
 from minutemeter.ports import LedgerFilter
-from minutemeter.presenters import entry_to_json, source_to_json, status_table
+from minutemeter.presenters import decimal_text, entry_to_json, source_to_json, status_table
 from minutemeter.service.collect import collect_source
 from minutemeter.service.sources import SourceChanges, put_source, source_status
 
@@ -83,7 +84,7 @@ def _emit(document: Any) -> None:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return decimal_text(value)
     if isinstance(value, datetime):
         return format_second(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
@@ -177,13 +178,17 @@ def _profiles_put(app: App, args: argparse.Namespace) -> int:
     )
     if profile.included_bytes < 0 or profile.price_per_byte < 0:
         raise InputError("--included-bytes and --price-per-byte must be >= 0")
+    if not profile.pricing_rule_version.strip():
+        raise InputError("--pricing-version must not be empty")
+    if not is_account_id(args.account_id):
+        raise InputError(f"account id must be a UUID, got {args.account_id!r}")
     app.state.put_profile(args.account_id.lower(), profile)
     _emit({"account_id": args.account_id.lower(), **vars(profile)})
     return EXIT_OK
 
 
 def _status_document(
-    app: App, source: SourceConfig, now: datetime, jobs: int = 0
+    app: App, source: SourceConfig, now: datetime, jobs: int | None = None
 ) -> dict[str, Any]:
     status = source_status(app.state, source, now)
     sync = status.state
@@ -201,6 +206,14 @@ def _status_document(
     if jobs:
         document["recent_jobs"] = app.state.list_jobs(source.source_id, jobs)
     return document
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _decimal(text: str, flag: str) -> Decimal:
@@ -261,7 +274,7 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="last job results and source health")
     status.add_argument("source_id", metavar="ID", nargs="?")
-    status.add_argument("--jobs", type=int, default=0, help="also list the N most recent jobs")
+    status.add_argument("--jobs", type=_positive_int, help="also list the N most recent jobs")
     status.add_argument("--table", action="store_true", help="a table for people, not JSON")
     status.set_defaults(handler=_status)
 
@@ -270,7 +283,7 @@ def _parser() -> argparse.ArgumentParser:
         group_cmd = group.add_subparsers(dest="action", required=True)
         listing = group_cmd.add_parser("list", help=f"{help_text} of a source, newest first")
         listing.add_argument("source_id", metavar="ID")
-        listing.add_argument("--limit", type=int, default=100)
+        listing.add_argument("--limit", type=_positive_int, default=100)
         listing.set_defaults(handler=_records("reset" if kind == "resets" else kind))
 
     profiles = commands.add_parser("profiles", help="billing profiles per account")

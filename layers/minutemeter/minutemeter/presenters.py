@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from minutemeter.domain.model import LedgerEntry, SourceConfig
@@ -22,9 +23,9 @@ def entry_to_json(entry: LedgerEntry) -> dict[str, Any]:
         "bytes": usage.bytes,
         "included_bytes": entry.included_bytes,
         "billable_bytes": entry.billable_bytes,
-        "amount": str(entry.amount),
-        "price_per_byte": str(entry.profile.price_per_byte),
-        "multiplier": str(entry.profile.effective_multiplier),
+        "amount": decimal_text(entry.amount),
+        "price_per_byte": decimal_text(entry.profile.price_per_byte),
+        "multiplier": decimal_text(entry.profile.effective_multiplier),
         "pricing_rule_version": entry.profile.pricing_rule_version,
         "quota_month": entry.quota_month,
         "quota_before": entry.quota_before,
@@ -38,6 +39,11 @@ def entry_to_json(entry: LedgerEntry) -> dict[str, Any]:
         "run_id": entry.run_id,
         "batch_id": entry.batch_id,
     }
+
+
+def decimal_text(value: Decimal) -> str:
+    """Plain positional notation (``0.000000001``, never ``1E-9``), exact."""
+    return format(value, "f")
 
 
 def source_to_json(source: SourceConfig) -> dict[str, Any]:

@@ -92,8 +92,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 
 
 def _validate(settings: Settings) -> None:
-    if not settings.ledger_table or not settings.state_table:
-        raise ConfigError("table names must not be empty")
+    if not settings.ledger_table:
+        raise ConfigError(f"{ENV_LEDGER_TABLE} must not be empty")
+    if not settings.state_table:
+        raise ConfigError(f"{ENV_STATE_TABLE} must not be empty")
     if settings.default_profile.included_bytes < 0:
         raise ConfigError(f"{ENV_DEFAULT_INCLUDED_BYTES} must be >= 0")
     if settings.default_profile.price_per_byte < 0:
@@ -104,6 +106,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"{ENV_MAX_COUNTER_BYTES} must be > 0")
     if not 1 <= settings.commit_concurrency <= 64:
         raise ConfigError(f"{ENV_COMMIT_CONCURRENCY} must be between 1 and 64")
+    if settings.http_timeout_seconds <= 0:
+        raise ConfigError(f"{ENV_HTTP_TIMEOUT_SECONDS} must be > 0")
+    if settings.deadline_margin_seconds < 0:
+        raise ConfigError(f"{ENV_DEADLINE_MARGIN_SECONDS} must be >= 0")
     if settings.http_retries < 0:
         raise ConfigError(f"{ENV_HTTP_RETRIES} must be >= 0")
     if settings.record_ttl_days <= 0:

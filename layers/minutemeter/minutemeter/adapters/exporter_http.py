@@ -58,8 +58,8 @@ class HttpExporter:
             with self._session.get(
                 url, params=params, headers=headers, timeout=self._timeout, stream=True
             ) as response:
-                body = _read_capped(response)
                 status = response.status_code
+                body = _read_capped(response) if 200 <= status < 300 else _read_excerpt(response)
         except requests.RequestException as exc:
             raise ExporterError(f"exporter {source.source_id} unreachable: {exc}") from exc
         if not 200 <= status < 300:
@@ -73,9 +73,10 @@ def parse_page(body: bytes) -> Page:
     """Shape-check a response body; content checks are the domain's (validation, protocol)."""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, >4300-digit ints, nesting
         raise SourceProtocolError(
-            f"exporter body is not JSON: {_excerpt(body)}", field="body"
+            f"exporter body is not usable JSON ({type(exc).__name__}): {_excerpt(body)}",
+            field="body",
         ) from exc
     if not isinstance(document, dict):
         raise SourceProtocolError("exporter body is not a JSON object", field="body")
@@ -128,6 +129,13 @@ def _read_capped(response: requests.Response) -> bytes:
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _read_excerpt(response: requests.Response) -> bytes:
+    """The start of an error body: enough for a log line, never the whole of a large one."""
+    for chunk in response.iter_content(chunk_size=512):
+        return bytes(chunk)
+    return b""
 
 
 def _excerpt(body: bytes) -> str:

@@ -58,3 +58,26 @@ class DeadlineError(MinutemeterError):
 
 class QuotaConflictError(StoreError):
     """Another writer changed the quota item between our read and our reservation."""
+
+
+class LeaseHeldError(MinutemeterError):
+    """Another runner holds the source's lease: this run is skipped, not failed."""
+
+    def __init__(self, source_id: str, holder: str | None, until: str | None) -> None:
+        super().__init__(f"source {source_id!r} is leased by {holder!r} until {until}")
+        self.source_id = source_id
+        self.holder = holder
+        self.until = until
+
+
+class LeaseLostError(MinutemeterError):
+    """This runner's lease was taken over (or could not be renewed in time): it must not commit.
+
+    Raised by every fenced write whose fencing token is no longer the source's current one.
+    """
+
+    def __init__(self, source_id: str, token: int, detail: str = "") -> None:
+        text = f"lease on source {source_id!r} with token {token} is no longer ours"
+        super().__init__(f"{text}: {detail}" if detail else text)
+        self.source_id = source_id
+        self.token = token

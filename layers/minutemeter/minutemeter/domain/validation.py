@@ -92,6 +92,11 @@ def _check_snapshot_time(
     return None, taken_at
 
 
+def is_account_id(text: str) -> bool:
+    """A canonical 8-4-4-4-12 hexadecimal UUID (any case)."""
+    return _UUID.fullmatch(text) is not None
+
+
 def _check_sample(
     raw: object, taken_at: datetime, max_counter: int
 ) -> tuple[str | None, Sample | None]:

@@ -6,7 +6,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from minutemeter.domain.errors import DeadlineError, MinutemeterError, SourceDisabledError
+from minutemeter.domain.errors import (
+    DeadlineError,
+    MinutemeterError,
+    SourceDisabledError,
+    SourceNotFoundError,
+)
 from minutemeter.domain.model import JobResult, JobStatus, SourceConfig, SyncState, Window
 from minutemeter.domain.protocol import PageSequence
 from minutemeter.domain.usage import compute_usage
@@ -53,6 +58,11 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
     )
     try:
         source = deps.state.get_source(source_id)
+    except SourceNotFoundError as exc:  # nothing to record it under: no state for ghosts
+        _fail(job, exc)
+        job.finished_at = deps.clock.now()
+        return job
+    try:
         if not source.enabled:
             raise SourceDisabledError(source_id)
         _run(deps, source, deps.state.get_state(source_id), now, budget, job)

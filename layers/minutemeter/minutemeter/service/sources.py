@@ -7,8 +7,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import urlparse
 
-from minutemeter.domain.errors import InputError, SourceNotFoundError
+from minutemeter.domain.errors import ConfigError, InputError, SourceNotFoundError
 from minutemeter.domain.model import ResetPolicy, SourceConfig, SyncState
+from minutemeter.domain.references import classify_reference
 from minutemeter.domain.timeutil import MINUTE, floor_minute, is_minute_aligned
 from minutemeter.ports import StateStore
 
@@ -84,6 +85,11 @@ def validate_source(source: SourceConfig) -> None:
         raise InputError("--clock-tolerance must be > 0 seconds")
     if not is_minute_aligned(source.start):
         raise InputError("start must be minute-aligned")
+    if source.token_secret is not None:
+        try:
+            classify_reference(source.token_secret)
+        except ConfigError as exc:
+            raise InputError(f"--token-secret: {exc}") from exc
 
 
 @dataclass(frozen=True)
