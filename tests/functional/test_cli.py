@@ -224,7 +224,7 @@ def test_sources_put_bad_arguments_exit_2_and_change_nothing(
 def _fresh_state() -> dict[str, Any]:
     return {"last_completed_until": None, "baseline_taken_at": None, "last_success_at": None,
             "last_error": None, "last_error_at": None, "consecutive_failures": 0,
-            "lag_seconds": None, "last_job": None}
+            "lag_seconds": None, "last_job": None, "lease": None}
 
 
 @pytest.mark.parametrize(
@@ -582,3 +582,23 @@ def test_console_script_prints_pure_json_on_stdout_and_logs_on_stderr(
     failed = run("status", "ghost", code=1)
     assert failed.stdout == ""
     assert "SourceNotFoundError" in failed.stderr
+
+
+def test_a_disabled_source_is_skipped_until_enabled(
+    cli: Cli, counters_exporter: SampleExporter
+) -> None:
+    cli.put_source(counters_exporter.url, "s1")
+    assert cli.json("sources", "disable", "s1")["enabled"] is False
+    code, out = cli.run("collect", "s1")
+    job = json.loads(out)
+    assert code == 4 and job["status"] == "skipped" and "disabled" in job["notes"][0]
+    assert cli.app.state.get_state("s1").last_completed_until is None
+    assert cli.json("sources", "enable", "s1")["enabled"] is True
+    code, _ = cli.run("collect", "s1")
+    assert code == 0
+
+
+def test_disabling_an_unknown_source_creates_nothing(cli: Cli) -> None:
+    code, out = cli.run("sources", "disable", "ghost")
+    assert (code, out) == (1, "")
+    assert cli.app.state.list_sources() == []

@@ -8,7 +8,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from minutemeter.domain.model import BillingProfile, JobStatus, ResetPolicy, SourceConfig
+from minutemeter.domain.model import (
+    BillingProfile,
+    JobResult,
+    JobStatus,
+    ResetPolicy,
+    SourceConfig,
+)
 from minutemeter.local.exporter import SampleExporter, StaticHistory, SyntheticCounters, account_ids
 from minutemeter.local.truth import expected_usage
 from tests.support.backends import Backend
@@ -168,28 +174,34 @@ def test_resets_are_recorded_and_follow_the_policy(any_backend: Backend) -> None
 
 def test_overlapping_runners_bill_each_minute_once(concurrent_backend: Backend) -> None:
     any_backend = concurrent_backend
-    # GIVEN one source and 4 runners started together, each with its own clock
+    # GIVEN one source and 4 runners started together (one clock: skew has its own tests)
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(hours=1))
     with SampleExporter(counters) as exporter:
         source = _source(exporter.url, max_window_seconds=900)
         any_backend.state.put_source(source)
         errors: list[BaseException] = []
+        jobs: list[JobResult] = []
+        clock = FakeClock(T0 + timedelta(minutes=50))
 
-        def runner(offset: int) -> None:
-            clock = FakeClock(T0 + timedelta(minutes=50 + offset))
+        def runner() -> None:
             try:
-                run_until_caught_up(deps_for(any_backend, clock, commit_concurrency=2), "s1")
+                jobs.extend(
+                    run_until_caught_up(deps_for(any_backend, clock, commit_concurrency=2), "s1")
+                )
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=runner, args=(i,)) for i in range(4)]
+        threads = [threading.Thread(target=runner) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         # WHEN a last runner finishes the job
-        run_until_caught_up(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=55))), "s1")
+        run_until_caught_up(deps_for(any_backend, clock), "s1")
     assert errors == []
+    # THEN the lease let one runner work at a time and the others skip, not fail
+    statuses = {job.status for job in jobs}
+    assert JobStatus.SKIPPED in statuses and JobStatus.ERROR not in statuses
     mark = watermark(any_backend, source)
     truth = expected_usage(counters.history(mark), start=source.start, until=mark)
     entries = exported(any_backend, "s1")

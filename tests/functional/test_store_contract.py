@@ -114,9 +114,9 @@ def test_export_filters_by_account_and_minutes(any_backend: Backend) -> None:
 def test_watermark_never_moves_back(any_backend: Backend) -> None:
     state = any_backend.state
     s1 = state.commit_progress("src", until=T0 + timedelta(minutes=30), node_id="node-a",
-                               baseline_taken_at=T0, at=T0)
+                               baseline_taken_at=T0, at=T0, fence=None)
     s2 = state.commit_progress("src", until=T0 + timedelta(minutes=15), node_id="node-a",
-                               baseline_taken_at=T0 + timedelta(minutes=1), at=T0)
+                               baseline_taken_at=T0 + timedelta(minutes=1), at=T0, fence=None)
     assert s1.last_completed_until == s2.last_completed_until == T0 + timedelta(minutes=30)
     assert state.get_state("src").baseline_taken_at == T0  # the first baseline stays
 

@@ -4,7 +4,9 @@ THEN every account-minute is billed exactly once and quota equals min(usage, inc
 
 The crash is a BaseException raised right after a write returns, so nothing after it runs (no
 job record, no cleanup), as with a killed process. Runs on DynamoDB Local, commit concurrency 1
-so that "after the N-th write" is one well-defined point.
+so that "after the N-th write" is one well-defined point, and no lease heartbeat (a killed
+process has no threads left). A dead runner keeps its lease until it expires, so the runs after
+a crash use a clock past the lease (``AFTER_LEASE``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from tests.support.harness import (
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 ACCOUNTS = account_ids(2, seed=3)
 INCLUDED = 30_000_000  # runs out inside the window, so allocation order matters
-WRITES = {"put_item", "update_item", "batch_write_item"}
+WRITES = {"put_item", "update_item", "batch_write_item", "transact_write_items"}
+AFTER_LEASE = timedelta(seconds=60 + 2 + 1)  # default lease + default margin + 1 s
 
 
 class SimulatedCrash(BaseException):
@@ -98,7 +101,8 @@ def test_a_crash_after_any_write_loses_and_doubles_nothing(ddb_local: DynamoDBLo
     with SampleExporter(counters) as exporter:
         # A clean run first, to count its writes.
         backend, crashing = _setup(ddb_local, exporter.url)
-        run_until_caught_up(deps_for(backend, FakeClock(now), commit_concurrency=1), "s1")
+        clean = deps_for(backend, FakeClock(now), heartbeat=False, commit_concurrency=1)
+        run_until_caught_up(clean, "s1")
         total_writes = crashing.writes
         _check_exactly_once(backend, counters)
         assert total_writes > 20
@@ -106,11 +110,11 @@ def test_a_crash_after_any_write_loses_and_doubles_nothing(ddb_local: DynamoDBLo
         for crash_after in range(1, total_writes):
             backend, crashing = _setup(ddb_local, exporter.url)
             crashing.crash_after = crash_after
-            deps = deps_for(backend, FakeClock(now), commit_concurrency=1)
+            deps = deps_for(backend, FakeClock(now), heartbeat=False, commit_concurrency=1)
             with pytest.raises(SimulatedCrash):
                 run_until_caught_up(deps, "s1")
             crashing.crash_after = None
-            run_until_caught_up(deps_for(backend, FakeClock(now)), "s1")
+            run_until_caught_up(deps_for(backend, FakeClock(now + AFTER_LEASE)), "s1")
             _check_exactly_once(backend, counters)
 
 
@@ -121,10 +125,12 @@ def test_crashes_in_a_row_then_a_clean_run(ddb_local: DynamoDBLocal) -> None:
     now = T0 + timedelta(minutes=30)
     with SampleExporter(counters) as exporter:
         backend, crashing = _setup(ddb_local, exporter.url)
-        for crash_after in (3, 7, 2, 11, 5):
+        for attempt, crash_after in enumerate((3, 7, 2, 11, 5)):
             crashing.crash_after = crashing.writes + crash_after
+            clock = FakeClock(now + attempt * AFTER_LEASE)
+            deps = deps_for(backend, clock, heartbeat=False, commit_concurrency=1)
             with pytest.raises(SimulatedCrash):
-                collect_source(deps_for(backend, FakeClock(now), commit_concurrency=1), "s1")
+                collect_source(deps, "s1")
         crashing.crash_after = None
-        run_until_caught_up(deps_for(backend, FakeClock(now)), "s1")
+        run_until_caught_up(deps_for(backend, FakeClock(now + 5 * AFTER_LEASE)), "s1")
         _check_exactly_once(backend, counters)

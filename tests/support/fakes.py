@@ -10,7 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from minutemeter.adapters.dynamo.state import job_to_dict
-from minutemeter.domain.errors import QuotaConflictError, SourceNotFoundError
+from minutemeter.domain.errors import (
+    LeaseHeldError,
+    LeaseLostError,
+    QuotaConflictError,
+    SourceNotFoundError,
+)
+from minutemeter.domain.lease import lease_until, may_take_over
 from minutemeter.domain.model import (
     BillingProfile,
     Checkpoint,
@@ -24,7 +30,7 @@ from minutemeter.domain.model import (
     SourceConfig,
     SyncState,
 )
-from minutemeter.ports import BucketRef, LedgerFilter, PutOutcome
+from minutemeter.ports import BucketRef, LeaseGrant, LedgerFilter, PutOutcome
 
 
 class FakeLedgerStore:
@@ -105,6 +111,8 @@ class FakeStateStore:
         self.profiles: dict[str, BillingProfile] = {}
         self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, dict[str, Any]]] = {}
+        self.leases: dict[str, LeaseGrant] = {}
+        self.tokens: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def put_source(self, source: SourceConfig) -> None:
@@ -121,11 +129,51 @@ class FakeStateStore:
     def get_state(self, source_id: str) -> SyncState:
         return self.states.get(source_id, SyncState(source_id))
 
+    # -- lease: same rules as the DynamoDB adapter, with a lock for atomicity ------------------
+    def acquire_lease(
+        self, source_id: str, holder: str, *, now: datetime, lease_seconds: int,
+        margin_seconds: float,
+    ) -> LeaseGrant:
+        with self._lock:
+            current = self.leases.get(source_id)
+            if current is not None and not may_take_over(current.until, now, margin_seconds):
+                raise LeaseHeldError(source_id, current.holder, current.until.isoformat())
+            token = self.tokens.get(source_id, 0) + 1
+            self.tokens[source_id] = token
+            grant = LeaseGrant(source_id, holder, token, lease_until(now, lease_seconds))
+            self.leases[source_id] = grant
+            return grant
+
+    def renew_lease(self, grant: LeaseGrant, *, now: datetime, lease_seconds: int) -> LeaseGrant:
+        with self._lock:
+            current = self.leases.get(grant.source_id)
+            if current is None or (current.token, current.holder) != (grant.token, grant.holder):
+                raise LeaseLostError(grant.source_id, grant.token, "renewal refused")
+            renewed = replace(grant, until=lease_until(now, lease_seconds))
+            self.leases[grant.source_id] = renewed
+            return renewed
+
+    def release_lease(self, grant: LeaseGrant) -> bool:
+        with self._lock:
+            current = self.leases.get(grant.source_id)
+            if current is None or (current.token, current.holder) != (grant.token, grant.holder):
+                return False
+            del self.leases[grant.source_id]
+            return True
+
+    def get_lease(self, source_id: str) -> LeaseGrant | None:
+        return self.leases.get(source_id)
+
+    def _fence(self, source_id: str, fence: int | None, detail: str) -> None:
+        if fence is not None and self.tokens.get(source_id) != fence:
+            raise LeaseLostError(source_id, fence, detail)
+
     def commit_progress(
         self, source_id: str, *, until: datetime, node_id: str,
-        baseline_taken_at: datetime | None, at: datetime,
+        baseline_taken_at: datetime | None, at: datetime, fence: int | None,
     ) -> SyncState:
         with self._lock:
+            self._fence(source_id, fence, "watermark not moved")
             state = self.get_state(source_id)
             mark = state.last_completed_until
             if mark is not None and mark > until:
@@ -139,18 +187,21 @@ class FakeStateStore:
             self.states[source_id] = state
             return state
 
-    def record_result(self, job: JobResult, *, expires_at: datetime) -> None:
+    def record_result(
+        self, job: JobResult, *, expires_at: datetime, fence: int | None = None
+    ) -> None:
         with self._lock:
             summary = job_to_dict(job)
             key = f"{summary['started_at']}#{job.job_id}"
             self.jobs.setdefault(job.source_id, {})[key] = summary
+            if job.status is JobStatus.SKIPPED:
+                return
+            self._fence(job.source_id, fence, "sync state not updated")
             state = self.get_state(job.source_id)
             at = job.finished_at or job.started_at
             if job.status is JobStatus.ERROR:
                 state = replace(state, last_job=summary, last_error=job.error, last_error_at=at,
                                 consecutive_failures=state.consecutive_failures + 1)
-            elif job.status is JobStatus.SKIPPED:
-                state = replace(state, last_job=summary)
             else:
                 state = replace(state, last_job=summary, last_success_at=at,
                                 consecutive_failures=0)
@@ -170,9 +221,12 @@ class FakeStateStore:
                 if (source_id, node_id, a) in self.checkpoints
             }
 
-    def advance_checkpoints(self, source_id: str, checkpoints: Iterable[Checkpoint]) -> int:
+    def advance_checkpoints(
+        self, source_id: str, checkpoints: Iterable[Checkpoint], *, fence: int | None = None
+    ) -> int:
         moved = 0
         with self._lock:
+            self._fence(source_id, fence, "checkpoints not moved")
             for cp in checkpoints:
                 key = (source_id, cp.node_id, cp.account_id)
                 current = self.checkpoints.get(key)

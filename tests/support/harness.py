@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
@@ -9,14 +10,16 @@ from datetime import datetime
 from typing import Any
 
 from minutemeter.adapters.exporter_http import HttpExporter
-from minutemeter.domain.model import JobResult, LedgerEntry, SourceConfig
+from minutemeter.domain.model import JobResult, JobStatus, LedgerEntry, SourceConfig
 from minutemeter.domain.timeutil import format_second
 from minutemeter.ports import Clock, LedgerFilter
 from minutemeter.service.collect import CollectDeps, collect_source
 from tests.support.backends import Backend
 
 
-def deps_for(backend: Backend, clock: Clock, **settings: Any) -> CollectDeps:
+def deps_for(
+    backend: Backend, clock: Clock, *, heartbeat: bool = True, **settings: Any
+) -> CollectDeps:
     if backend.name == "moto":
         settings["commit_concurrency"] = 1  # moto is not thread-safe (see tests/conftest.py)
     return CollectDeps(
@@ -25,17 +28,22 @@ def deps_for(backend: Backend, clock: Clock, **settings: Any) -> CollectDeps:
         exporter=HttpExporter(timeout_seconds=5, retries=2),
         ledger=backend.ledger,
         state=backend.state,
+        lease_heartbeat=heartbeat,
     )
 
 
-def run_until_caught_up(deps: CollectDeps, source_id: str, limit: int = 50) -> list[JobResult]:
+def run_until_caught_up(deps: CollectDeps, source_id: str, limit: int = 200) -> list[JobResult]:
+    """Runs until caught up or failed; a run skipped because another holds the lease is
+    retried after a short real pause."""
     jobs = []
     for _ in range(limit):
         job = collect_source(deps, source_id)
         jobs.append(job)
-        if job.caught_up or job.status.value == "error":
+        if job.caught_up or job.status is JobStatus.ERROR:
             return jobs
-    raise AssertionError(f"not caught up after {limit} runs")
+        if job.status is JobStatus.SKIPPED:
+            time.sleep(0.01)
+    raise AssertionError(f"not caught up after {limit} runs: {jobs[-1]}")
 
 
 def ledger_usage(entries: Iterable[LedgerEntry]) -> dict[tuple[str, str], int]:

@@ -20,7 +20,7 @@ from minutemeter.adapters.dynamo.state import job_to_dict
 from minutemeter.bootstrap import App, bootstrap
 from minutemeter.domain.errors import ConfigError, InputError, MinutemeterError
 from minutemeter.domain.model import BillingProfile, JobStatus, ResetPolicy, SourceConfig
-from minutemeter.domain.timeutil import format_second, parse_rfc3339
+from minutemeter.domain.timeutil import format_instant, format_second, parse_rfc3339
 from minutemeter.domain.validation import is_account_id
 from minutemeter.ports import LedgerFilter
 from minutemeter.presenters import decimal_text, entry_to_json, source_to_json, status_table
@@ -117,6 +117,18 @@ def _sources_put(app: App, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sources_enable(enabled: bool) -> Callable[[App, argparse.Namespace], int]:
+    def command(app: App, args: argparse.Namespace) -> int:
+        app.state.get_source(args.source_id)  # SourceNotFoundError: exit 1, nothing created
+        source = put_source(
+            app.state, args.source_id, SourceChanges(enabled=enabled), app.clock.now()
+        )
+        _emit(source_to_json(source))
+        return EXIT_OK
+
+    return command
+
+
 def _sources_list(app: App, args: argparse.Namespace) -> int:
     now = app.clock.now()
     _emit([_status_document(app, s, now) for s in app.state.list_sources()])
@@ -202,6 +214,7 @@ def _status_document(
         "consecutive_failures": sync.consecutive_failures,
         "lag_seconds": status.lag_seconds,
         "last_job": sync.last_job,
+        "lease": _lease_document(app, source.source_id),
     }
     if jobs:
         document["recent_jobs"] = app.state.list_jobs(source.source_id, jobs)
@@ -214,6 +227,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _lease_document(app: App, source_id: str) -> dict[str, Any] | None:
+    grant = app.state.get_lease(source_id)
+    if grant is None:
+        return None
+    return {"holder": grant.holder, "token": grant.token, "until": format_instant(grant.until)}
 
 
 def _decimal(text: str, flag: str) -> Decimal:
@@ -258,6 +278,12 @@ def _parser() -> argparse.ArgumentParser:
     sources_cmd.add_parser("list", help="sources with their sync state").set_defaults(
         handler=_sources_list
     )
+    for verb, enabled in (("disable", False), ("enable", True)):
+        toggle = sources_cmd.add_parser(
+            verb, help=f"{verb} a source (a disabled source's runs are skipped, exit 4)"
+        )
+        toggle.add_argument("source_id", metavar="ID")
+        toggle.set_defaults(handler=_sources_enable(enabled))
 
     collect = commands.add_parser("collect", help="one collector run for a source")
     collect.add_argument("source_id", metavar="ID")

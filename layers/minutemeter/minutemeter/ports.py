@@ -68,6 +68,16 @@ class PutOutcome:
 
 
 @dataclass(frozen=True)
+class LeaseGrant:
+    """A held lease: ``token`` is the fencing token, ``until`` the holder's view of its end."""
+
+    source_id: str
+    holder: str
+    token: int
+    until: datetime
+
+
+@dataclass(frozen=True)
 class LedgerFilter:
     source_id: str | None = None
     account_id: str | None = None
@@ -124,11 +134,41 @@ class StateStore(Protocol):
         node_id: str,
         baseline_taken_at: datetime | None,
         at: datetime,
+        fence: int | None,
     ) -> SyncState:
-        """Move the watermark to ``until`` unless it is already further; return the state."""
+        """Move the watermark to ``until`` unless it is already further; return the state.
 
-    def record_result(self, job: JobResult, *, expires_at: datetime) -> None:
-        """Store the job and update the source's last success/error and failure count."""
+        With ``fence``, only while that is still the source's lease token, else raise
+        ``LeaseLostError`` and change nothing.
+        """
+
+    def record_result(
+        self, job: JobResult, *, expires_at: datetime, fence: int | None = None
+    ) -> None:
+        """Store the job; then update the source's last job, success/error and failure count
+        (except for skipped runs), fenced like :meth:`commit_progress`."""
+
+    # -- lease (fields of the sync-state item, which is never deleted) --------------------------
+    def acquire_lease(
+        self,
+        source_id: str,
+        holder: str,
+        *,
+        now: datetime,
+        lease_seconds: int,
+        margin_seconds: float,
+    ) -> LeaseGrant:
+        """Take the lease if free or expired by more than ``margin_seconds`` at ``now``; the
+        token grows by one. Raises ``LeaseHeldError``."""
+
+    def renew_lease(self, grant: LeaseGrant, *, now: datetime, lease_seconds: int) -> LeaseGrant:
+        """Extend a held lease; raises ``LeaseLostError`` if the token is no longer current."""
+
+    def release_lease(self, grant: LeaseGrant) -> bool:
+        """Free the lease if still ours (the token stays); False if it was not ours any more."""
+
+    def get_lease(self, source_id: str) -> LeaseGrant | None:
+        """The current holder, or None when free."""
 
     def list_jobs(self, source_id: str, limit: int) -> list[dict[str, object]]: ...
 
@@ -136,8 +176,12 @@ class StateStore(Protocol):
         self, source_id: str, node_id: str, account_ids: Iterable[str]
     ) -> dict[str, Checkpoint]: ...
 
-    def advance_checkpoints(self, source_id: str, checkpoints: Iterable[Checkpoint]) -> int:
-        """Store checkpoints that are newer than the stored ones; return how many moved."""
+    def advance_checkpoints(
+        self, source_id: str, checkpoints: Iterable[Checkpoint], *, fence: int | None = None
+    ) -> int:
+        """Store checkpoints that are newer (``taken_at``) than the stored ones; return how many
+        moved. With ``fence``, each batch is written only while the lease token is current,
+        else ``LeaseLostError``."""
 
     def get_profiles(self, account_ids: Iterable[str]) -> Mapping[str, BillingProfile]: ...
 

@@ -27,6 +27,7 @@ ENV_DEADLINE_MARGIN_SECONDS = "MINUTEMETER_DEADLINE_MARGIN_SECONDS"
 ENV_HTTP_TIMEOUT_SECONDS = "MINUTEMETER_HTTP_TIMEOUT_SECONDS"
 ENV_HTTP_RETRIES = "MINUTEMETER_HTTP_RETRIES"
 ENV_RECORD_TTL_DAYS = "MINUTEMETER_RECORD_TTL_DAYS"
+ENV_LEASE_MARGIN_SECONDS = "MINUTEMETER_LEASE_MARGIN_SECONDS"
 
 DEFAULT_LEDGER_TABLE = "minutemeter-ledger"
 DEFAULT_STATE_TABLE = "minutemeter-state"
@@ -54,6 +55,10 @@ class Settings:
     http_timeout_seconds: float = 10.0
     http_retries: int = 3
     record_ttl_days: int = 90
+    # Clock-skew margin for leases: takeover needs expiry by more than this, and a holder stops
+    # this long before its lease ends. Keep it above the drift alarm's critical threshold
+    # (500 ms): two runners' clocks may differ by up to twice the margin without overlap.
+    lease_margin_seconds: float = 2.0
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -86,6 +91,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         http_timeout_seconds=_seconds(environ, ENV_HTTP_TIMEOUT_SECONDS, base.http_timeout_seconds),
         http_retries=_int(environ, ENV_HTTP_RETRIES, base.http_retries),
         record_ttl_days=_int(environ, ENV_RECORD_TTL_DAYS, base.record_ttl_days),
+        lease_margin_seconds=_seconds(
+            environ, ENV_LEASE_MARGIN_SECONDS, base.lease_margin_seconds
+        ),
     )
     _validate(settings)
     return settings
@@ -112,6 +120,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"{ENV_DEADLINE_MARGIN_SECONDS} must be >= 0")
     if settings.http_retries < 0:
         raise ConfigError(f"{ENV_HTTP_RETRIES} must be >= 0")
+    if not 0 <= settings.lease_margin_seconds <= 60:
+        raise ConfigError(f"{ENV_LEASE_MARGIN_SECONDS} must be between 0 and 60")
     if settings.record_ttl_days <= 0:
         raise ConfigError(f"{ENV_RECORD_TTL_DAYS} must be > 0")
 

@@ -256,6 +256,7 @@ class JobResult:
     skipped_samples: int = 0
     pages: int = 0
     caught_up: bool = False
+    lease_token: int | None = None
     error: str | None = None
     error_type: str | None = None
     notes: list[str] = field(default_factory=list)

@@ -210,11 +210,14 @@ class SampleExporter:
                 status, body = exporter.respond(
                     parsed.path, query, self.headers.get("Authorization")
                 )
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away (a killed collector, a timeout): nothing to do
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

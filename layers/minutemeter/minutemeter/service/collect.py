@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from minutemeter.domain.errors import (
     DeadlineError,
+    LeaseHeldError,
+    LeaseLostError,
     MinutemeterError,
-    SourceDisabledError,
     SourceNotFoundError,
 )
 from minutemeter.domain.model import JobResult, JobStatus, SourceConfig, SyncState, Window
@@ -19,6 +21,7 @@ from minutemeter.domain.validation import SampleRules, ValidationResult, validat
 from minutemeter.domain.window import plan_window, split_window
 from minutemeter.ports import Budget, Clock, Exporter, LedgerStore, StateStore
 from minutemeter.service.commit import CommitContext, CommitTotals, commit_buckets
+from minutemeter.service.lease import LeaseKeeper
 from minutemeter.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,10 @@ class CollectDeps:
     exporter: Exporter
     ledger: LedgerStore
     state: StateStore
+    lease_heartbeat: bool = True
+
+
+Guard = Callable[[], None]
 
 
 class _NoBudget:
@@ -62,17 +69,42 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
         _fail(job, exc)
         job.finished_at = deps.clock.now()
         return job
+    if not source.enabled:
+        return _skip(deps, job, f"source {source_id!r} is disabled")
+    lease = LeaseKeeper(
+        deps.state,
+        deps.clock,
+        source_id,
+        holder=job.job_id,
+        lease_seconds=source.lease_seconds,
+        margin_seconds=deps.settings.lease_margin_seconds,
+        heartbeat=deps.lease_heartbeat,
+    )
     try:
-        if not source.enabled:
-            raise SourceDisabledError(source_id)
-        _run(deps, source, deps.state.get_state(source_id), now, budget, job)
+        lease.acquire()
+    except LeaseHeldError as exc:
+        return _skip(deps, job, str(exc))
+    try:
+        job.lease_token = lease.token
+        _run(deps, source, deps.state.get_state(source_id), now, budget, job, lease)
     except MinutemeterError as exc:
         _fail(job, exc)
     except Exception as exc:  # an unexpected failure is still recorded, then re-raised
         _fail(job, exc)
-        _finish(deps, job)
+        _finish(deps, job, lease.token)
+        lease.release()
         raise
-    _finish(deps, job)
+    _finish(deps, job, lease.token)
+    lease.release()
+    return job
+
+
+def _skip(deps: CollectDeps, job: JobResult, why: str) -> JobResult:
+    """Not a failure: logged with the reason (the lease holder), kept in the job history."""
+    job.status = JobStatus.SKIPPED
+    job.notes.append(why)
+    logger.info("collector run skipped", extra={"source_id": job.source_id, "reason": why})
+    _finish(deps, job, None)
     return job
 
 
@@ -83,6 +115,7 @@ def _run(
     now: datetime,
     budget: Budget,
     job: JobResult,
+    lease: LeaseKeeper,
 ) -> None:
     window = plan_window(source, state, now)
     job.window_since, job.window_until = window.since, window.until
@@ -94,7 +127,8 @@ def _run(
             break
         started = deps.clock.monotonic()
         try:
-            state = _collect_chunk(deps, source, state, chunk, now, budget, job)
+            lease.check()
+            state = _collect_chunk(deps, source, state, chunk, now, budget, job, lease)
         except DeadlineError as exc:
             if job.completed_until is None or job.completed_until <= window.since:
                 raise
@@ -120,6 +154,7 @@ def _collect_chunk(
     now: datetime,
     budget: Budget,
     job: JobResult,
+    lease: LeaseKeeper,
 ) -> SyncState:
     settings = deps.settings
     tolerance = source.clock_tolerance_seconds or settings.clock_tolerance_seconds
@@ -136,6 +171,7 @@ def _collect_chunk(
         if not _time_for(deps, budget, 0.0):
             raise DeadlineError(f"deadline near while fetching [{chunk.since}, {chunk.until})")
         page = deps.exporter.fetch_page(source, chunk, cursor)
+        lease.check()
         cursor = pages.accept(page)
         job.pages += 1
         validate_snapshots(page.snapshots, rules, validated)
@@ -171,14 +207,19 @@ def _collect_chunk(
         settings.default_profile,
         CommitContext(source.source_id, job.job_id, collected_at),
         concurrency=settings.commit_concurrency,
+        guard=lease.check,
     )
-    deps.state.advance_checkpoints(source.source_id, usage.checkpoints.values())
+    lease.check()
+    deps.state.advance_checkpoints(
+        source.source_id, usage.checkpoints.values(), fence=lease.token
+    )
     new_state = deps.state.commit_progress(
         source.source_id,
         until=chunk.until,
         node_id=node_id,
         baseline_taken_at=usage.baseline_taken_at,
         at=collected_at,
+        fence=lease.token,
     )
     job.processed_samples += usage.processed_samples
     job.skipped_samples += usage.skipped_samples
@@ -213,11 +254,14 @@ def _fail(job: JobResult, exc: BaseException) -> None:
     job.error_type = type(exc).__name__
 
 
-def _finish(deps: CollectDeps, job: JobResult) -> None:
+def _finish(deps: CollectDeps, job: JobResult, fence: int | None) -> None:
     job.finished_at = deps.clock.now()
     expires_at = job.finished_at + timedelta(days=deps.settings.record_ttl_days)
     try:
-        deps.state.record_result(job, expires_at=expires_at)
+        deps.state.record_result(job, expires_at=expires_at, fence=fence)
+    except LeaseLostError:
+        logger.warning("lease lost: job kept in the history, sync state left to the new holder",
+                       extra={"job_id": job.job_id, "source_id": job.source_id})
     except Exception:
         logger.exception("could not record the job result", extra={"job_id": job.job_id})
         if job.status is not JobStatus.ERROR:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,13 +69,19 @@ def commit_buckets(
     context: CommitContext,
     *,
     concurrency: int,
+    guard: Callable[[], None] | None = None,
 ) -> CommitTotals:
-    """Commit ``buckets`` exactly once; accounts in parallel, each account's months in order."""
+    """Commit ``buckets`` exactly once; accounts in parallel, each account's months in order.
+
+    ``guard`` runs before each account (the run's lease check: it raises to stop the run).
+    """
     by_account: dict[str, list[MinuteUsage]] = defaultdict(list)
     for bucket in buckets:
         by_account[bucket.account_id].append(bucket)
 
     def commit_account(account_id: str) -> CommitTotals:
+        if guard is not None:
+            guard()
         profile = profiles.get(account_id, default_profile)
         totals = CommitTotals()
         for group in _plan_groups(by_account[account_id]):

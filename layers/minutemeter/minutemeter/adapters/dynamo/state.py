@@ -13,7 +13,7 @@ Keys::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -28,7 +28,13 @@ from minutemeter.adapters.dynamo.base import (
     to_wire,
     values,
 )
-from minutemeter.domain.errors import SourceNotFoundError, StoreError
+from minutemeter.domain.errors import (
+    LeaseHeldError,
+    LeaseLostError,
+    SourceNotFoundError,
+    StoreError,
+)
+from minutemeter.domain.lease import lease_until, takeover_cutoff
 from minutemeter.domain.model import (
     BillingProfile,
     Checkpoint,
@@ -41,6 +47,7 @@ from minutemeter.domain.model import (
     SyncState,
 )
 from minutemeter.domain.timeutil import epoch_seconds, format_instant, parse_rfc3339
+from minutemeter.ports import LeaseGrant
 
 SOURCES_PK = "SOURCES"
 
@@ -92,6 +99,7 @@ class DynamoStateStore:
         node_id: str,
         baseline_taken_at: datetime | None,
         at: datetime,
+        fence: int | None,
     ) -> SyncState:
         expression = "SET last_completed_until = :until, node_id = :node, progress_at = :at"
         attribute_values: dict[str, Any] = {
@@ -102,25 +110,136 @@ class DynamoStateStore:
         if baseline_taken_at is not None:
             expression += ", baseline_taken_at = if_not_exists(baseline_taken_at, :baseline)"
             attribute_values[":baseline"] = format_instant(baseline_taken_at)
+        condition = (
+            "(attribute_not_exists(last_completed_until) OR last_completed_until <= :until)"
+        )
+        condition, attribute_values = _fenced(condition, attribute_values, fence)
         try:
             response = self.table.call(
                 "update_item",
                 TableName=self.table.name,
                 Key=to_wire(state_key(source_id)),
                 UpdateExpression=expression,
-                ConditionExpression=(
-                    "attribute_not_exists(last_completed_until) OR last_completed_until <= :until"
-                ),
+                ConditionExpression=condition,
                 ExpressionAttributeValues=values(attribute_values),
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise StoreError(f"watermark update failed: {exc}") from exc
-            return self.get_state(source_id)  # another runner is further; never move back
+            state = self.get_state(source_id)
+            self._check_fence(source_id, fence, "watermark not moved")
+            return state  # another runner is further; never move back
         return _state_from_item(source_id, from_wire(response["Attributes"]))
 
-    def record_result(self, job: JobResult, *, expires_at: datetime) -> None:
+    def _check_fence(self, source_id: str, fence: int | None, detail: str) -> None:
+        """After a failed condition: raise LeaseLostError if the token is not ``fence``."""
+        if fence is None:
+            return
+        current = self.get_lease_token(source_id)
+        if current != fence:
+            raise LeaseLostError(source_id, fence, f"{detail} (current token {current})")
+
+    def get_lease_token(self, source_id: str) -> int | None:
+        item = self.table.get(state_key(source_id)) or {}
+        token = item.get("lease_token")
+        return int(token) if token is not None else None
+
+    # -- lease -----------------------------------------------------------------------------
+    def acquire_lease(
+        self,
+        source_id: str,
+        holder: str,
+        *,
+        now: datetime,
+        lease_seconds: int,
+        margin_seconds: float,
+    ) -> LeaseGrant:
+        until = lease_until(now, lease_seconds)
+        try:
+            response = self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=to_wire(state_key(source_id)),
+                UpdateExpression=(
+                    "SET lease_holder = :holder, lease_until = :until, lease_acquired_at = :now, "
+                    "lease_token = if_not_exists(lease_token, :zero) + :one"
+                ),
+                ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :cutoff",
+                ExpressionAttributeValues=values(
+                    {
+                        ":holder": holder,
+                        ":until": format_instant(until),
+                        ":now": format_instant(now),
+                        ":cutoff": format_instant(takeover_cutoff(now, margin_seconds)),
+                        ":zero": 0,
+                        ":one": 1,
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise StoreError(f"lease acquisition failed: {exc}") from exc
+            current = self.get_lease(source_id)
+            raise LeaseHeldError(
+                source_id,
+                current.holder if current else None,
+                format_instant(current.until) if current else None,
+            ) from exc
+        token = int(from_wire(response["Attributes"])["lease_token"])
+        return LeaseGrant(source_id=source_id, holder=holder, token=token, until=until)
+
+    def renew_lease(self, grant: LeaseGrant, *, now: datetime, lease_seconds: int) -> LeaseGrant:
+        until = lease_until(now, lease_seconds)
+        try:
+            self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=to_wire(state_key(grant.source_id)),
+                UpdateExpression="SET lease_until = :until",
+                ConditionExpression="lease_token = :token AND lease_holder = :holder",
+                ExpressionAttributeValues=values(
+                    {":until": format_instant(until), ":token": grant.token,
+                     ":holder": grant.holder}
+                ),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise StoreError(f"lease renewal failed: {exc}") from exc
+            raise LeaseLostError(grant.source_id, grant.token, "renewal refused") from exc
+        return replace(grant, until=until)
+
+    def release_lease(self, grant: LeaseGrant) -> bool:
+        try:
+            self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=to_wire(state_key(grant.source_id)),
+                UpdateExpression="REMOVE lease_until, lease_holder",
+                ConditionExpression="lease_token = :token AND lease_holder = :holder",
+                ExpressionAttributeValues=values({":token": grant.token, ":holder": grant.holder}),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise StoreError(f"lease release failed: {exc}") from exc
+            return False
+        return True
+
+    def get_lease(self, source_id: str) -> LeaseGrant | None:
+        item = self.table.get(state_key(source_id)) or {}
+        if not item.get("lease_until") or not item.get("lease_holder"):
+            return None
+        return LeaseGrant(
+            source_id=source_id,
+            holder=str(item["lease_holder"]),
+            token=int(item["lease_token"]),
+            until=parse_rfc3339(item["lease_until"]),
+        )
+
+    def record_result(
+        self, job: JobResult, *, expires_at: datetime, fence: int | None = None
+    ) -> None:
         summary = job_to_dict(job)
         self.table.call(
             "put_item",
@@ -135,6 +254,8 @@ class DynamoStateStore:
                 }
             ),
         )
+        if job.status is JobStatus.SKIPPED:
+            return  # the job history has it; the holder's result stays the source's last job
         finished = format_instant(job.finished_at or job.started_at)
         attribute_values: dict[str, Any] = {":job": summary, ":at": finished}
         if job.status is JobStatus.ERROR:
@@ -143,19 +264,26 @@ class DynamoStateStore:
                 "consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one"
             )
             attribute_values.update({":error": job.error or "", ":zero": 0, ":one": 1})
-        elif job.status is JobStatus.SKIPPED:
-            expression = "SET last_job = :job"
-            attribute_values.pop(":at")
         else:
             expression = "SET last_job = :job, last_success_at = :at, consecutive_failures = :zero"
             attribute_values[":zero"] = 0
-        self.table.call(
-            "update_item",
-            TableName=self.table.name,
-            Key=to_wire(state_key(job.source_id)),
-            UpdateExpression=expression,
-            ExpressionAttributeValues=values(attribute_values),
-        )
+        request: dict[str, Any] = {}
+        if fence is not None:
+            request["ConditionExpression"] = "lease_token = :fence"
+            attribute_values[":fence"] = fence
+        try:
+            self.table.call(
+                "update_item",
+                TableName=self.table.name,
+                Key=to_wire(state_key(job.source_id)),
+                UpdateExpression=expression,
+                ExpressionAttributeValues=values(attribute_values),
+                **request,
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise StoreError(f"sync state update failed: {exc}") from exc
+            raise LeaseLostError(job.source_id, fence or 0, "sync state not updated") from exc
 
     def list_jobs(self, source_id: str, limit: int) -> list[dict[str, object]]:
         response = self.table.call(
@@ -184,31 +312,77 @@ class DynamoStateStore:
             for i in found
         }
 
-    def advance_checkpoints(self, source_id: str, checkpoints: Iterable[Checkpoint]) -> int:
+    def advance_checkpoints(
+        self, source_id: str, checkpoints: Iterable[Checkpoint], *, fence: int | None = None
+    ) -> int:
+        """Conditional puts (``taken_at`` newer); with ``fence``, in transactions of up to 99
+        puts plus a ConditionCheck that the lease token is still ``fence``."""
+        items = [_checkpoint_item(source_id, c) for c in checkpoints]
+        if fence is None:
+            return sum(self._put_checkpoint(item) for item in items)
         moved = 0
-        for checkpoint in checkpoints:
-            item = {
-                **checkpoint_key(source_id, checkpoint.node_id, checkpoint.account_id),
-                "type": "checkpoint",
-                "source_id": source_id,
-                "node_id": checkpoint.node_id,
-                "account_id": checkpoint.account_id,
-                "total_bytes": checkpoint.total_bytes,
-                "taken_at": format_instant(checkpoint.taken_at),
-            }
-            try:
-                self.table.call(
-                    "put_item",
-                    TableName=self.table.name,
-                    Item=to_wire(item),
-                    ConditionExpression="attribute_not_exists(pk) OR taken_at < :taken",
-                    ExpressionAttributeValues=values({":taken": item["taken_at"]}),
-                )
-                moved += 1
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise StoreError(f"checkpoint write failed: {exc}") from exc
+        for start in range(0, len(items), TRANSACTION_PUTS):
+            moved += self._put_checkpoints_fenced(
+                source_id, items[start : start + TRANSACTION_PUTS], fence
+            )
         return moved
+
+    def _put_checkpoint(self, item: Item) -> bool:
+        try:
+            self.table.call(
+                "put_item",
+                TableName=self.table.name,
+                Item=to_wire(item),
+                ConditionExpression=_CHECKPOINT_NEWER,
+                ExpressionAttributeValues=values({":taken": item["taken_at"]}),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise StoreError(f"checkpoint write failed: {exc}") from exc
+            return False
+        return True
+
+    def _put_checkpoints_fenced(self, source_id: str, items: list[Item], fence: int) -> int:
+        pending = list(items)
+        while pending:
+            actions: list[dict[str, Any]] = [
+                {
+                    "Put": {
+                        "TableName": self.table.name,
+                        "Item": to_wire(item),
+                        "ConditionExpression": _CHECKPOINT_NEWER,
+                        "ExpressionAttributeValues": values({":taken": item["taken_at"]}),
+                    }
+                }
+                for item in pending
+            ]
+            actions.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table.name,
+                        "Key": to_wire(state_key(source_id)),
+                        "ConditionExpression": "lease_token = :fence",
+                        "ExpressionAttributeValues": values({":fence": fence}),
+                    }
+                }
+            )
+            try:
+                self.table.call("transact_write_items", TransactItems=actions)
+                return len(pending)
+            except ClientError as exc:
+                reasons = exc.response.get("CancellationReasons") or []
+                if error_code(exc) != "TransactionCanceledException" or not reasons:
+                    raise StoreError(f"checkpoint transaction failed: {exc}") from exc
+                codes = [str(r.get("Code", "None")) for r in reasons]
+                if codes[-1] == "ConditionalCheckFailed":
+                    raise LeaseLostError(source_id, fence, "checkpoints not moved") from exc
+                if any(c not in {"None", "ConditionalCheckFailed"} for c in codes):
+                    raise StoreError(f"checkpoint transaction cancelled: {codes}") from exc
+                # Some checkpoints are already further (another runner): keep the others. (Not
+                # every engine reports a reason per item: DynamoDB Local stops at the first.)
+                pending = [i for i, c in zip(pending, codes, strict=False) if c == "None"]
+        self._check_fence(source_id, fence, "checkpoints not moved")  # all were behind
+        return 0
 
     # -- billing profiles ------------------------------------------------------------------
     def get_profiles(self, account_ids: Iterable[str]) -> Mapping[str, BillingProfile]:
@@ -290,6 +464,30 @@ class DynamoStateStore:
                 {k: _plain(v) for k, v in item.items() if k not in {"pk", "sk", "expires_at"}}
             )
         return records
+
+
+_CHECKPOINT_NEWER = "attribute_not_exists(pk) OR taken_at < :taken"
+TRANSACTION_PUTS = 99  # TransactWriteItems takes 100 actions; one is the lease check
+
+
+def _fenced(
+    condition: str, attribute_values: dict[str, Any], fence: int | None
+) -> tuple[str, dict[str, Any]]:
+    if fence is None:
+        return condition, attribute_values
+    return f"lease_token = :fence AND {condition}", {**attribute_values, ":fence": fence}
+
+
+def _checkpoint_item(source_id: str, checkpoint: Checkpoint) -> Item:
+    return {
+        **checkpoint_key(source_id, checkpoint.node_id, checkpoint.account_id),
+        "type": "checkpoint",
+        "source_id": source_id,
+        "node_id": checkpoint.node_id,
+        "account_id": checkpoint.account_id,
+        "total_bytes": checkpoint.total_bytes,
+        "taken_at": format_instant(checkpoint.taken_at),
+    }
 
 
 def job_to_dict(job: JobResult) -> dict[str, Any]:
