@@ -19,7 +19,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: setup demo test bench lint typecheck clean
 
-setup: $(SETUP_STAMP) $(DDB_LOCAL_PKG) java wheelhouse
+setup: $(SETUP_STAMP) $(DDB_LOCAL_PKG) java wheelhouse checkov-install
 
 $(SETUP_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

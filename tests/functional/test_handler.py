@@ -26,7 +26,7 @@ from minutemeter.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLER_PATH = REPO / "functions" / "collector" / "app.py"
-EVENT_PATH = REPO / "events" / "collector-scheduled.json"
+EVENT_PATH = REPO / "events" / "scheduler-event.json"
 ACCOUNTS = account_ids(3)
 LEDGER_TABLE, STATE_TABLE = "handler-ledger", "handler-state"
 
@@ -243,3 +243,21 @@ def test_a_budget_just_over_the_margin_runs_one_chunk_then_stops(
         f"stopped before {second_chunk.isoformat()} to respect the deadline"
     ]
     assert ops.state.get_state("demo").last_completed_until == second_chunk
+
+
+def test_a_run_that_finds_the_lease_held_is_skipped_not_failed(
+    handler: ModuleType, ops: App, exporter: SampleExporter, origin: datetime
+) -> None:
+    # GIVEN another runner holding the source's lease (a slow run, or a duplicate delivery)
+    _register(ops, exporter.url, origin)
+    held = ops.state.acquire_lease("demo", "other-run", now=datetime.now(UTC),
+                                   lease_seconds=60, margin_seconds=2)
+    # WHEN the scheduler's event arrives
+    result = handler.lambda_handler(_event(), FakeLambdaContext())
+    # THEN the invocation succeeds (no retry, no DLQ) with status skipped, naming the holder
+    assert result["status"] == "skipped" and result["error"] is None
+    assert "other-run" in result["notes"][0]
+    assert exporter.requests == []
+    state = ops.state.get_state("demo")
+    assert state.last_completed_until is None and state.consecutive_failures == 0
+    assert ops.state.get_lease("demo") == held

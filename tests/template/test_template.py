@@ -1,21 +1,24 @@
 """The SAM application: lint, an offline `sam build`, and what template.yaml promises.
 
 The tools (sam, cfn-lint) are the ones installed next to the Python running pytest (`make setup`
-puts them in .venv). Nothing here talks to the network: `sam build` installs the layer's wheels
-from the wheelhouse that `make setup` downloads (`make wheelhouse`), and SAM's version check is
-pre-empted. A missing tool or wheelhouse fails the test with what to run; nothing is skipped.
+puts them in .venv). Nothing here talks to the network: every tool runs inside `unshare -n` where
+the machine allows it (tests/template/tools.py), `sam build` installs the layer's wheels from the
+wheelhouse that `make setup` downloads (`make wheelhouse`), and SAM's version check is pre-empted.
+A missing tool or wheelhouse fails the test with what to run; nothing is skipped.
+
+Schedules, the scheduler role, the dead-letter queue and the token grants: test_schedules.py.
+checkov: test_checkov.py.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,15 +26,11 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "template.yaml"
-SAMCONFIG = REPO / "samconfig.toml"
+from tests.template.tools import REPO, SAMCONFIG, TEMPLATE, as_list, assert_ok, run, tool
+
 LAYER_SRC = REPO / "layers" / "minutemeter"
 SETTINGS_PY = LAYER_SRC / "minutemeter" / "settings.py"
 COLLECTOR_SRC = REPO / "functions" / "collector"
-VENV_BIN = Path(sys.executable).parent
-REGION = "us-east-1"
-TOOL_TIMEOUT_S = 600
 
 # What the collector may do, per table. Changing a permission means changing this on purpose.
 STATE_ACTIONS = {
@@ -50,50 +49,25 @@ LEDGER_ACTIONS = {
     "dynamodb:Query",
 }
 NEVER_ACTIONS = {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:DeleteTable"}
+# The conditional token grants: (condition, parameter, action), see test_schedules.py.
+TOKEN_GRANTS = {
+    "ExporterTokenSecretsRead": (
+        "HasExporterTokenSecrets", "ExporterTokenSecretArns", "secretsmanager:GetSecretValue"
+    ),
+    "ExporterTokenParametersRead": (
+        "HasExporterTokenParameters", "ExporterTokenParameterArns", "ssm:GetParameter"
+    ),
+    "ExporterTokenKeysDecrypt": (
+        "HasExporterTokenKmsKeys", "ExporterTokenKmsKeyArns", "kms:Decrypt"
+    ),
+}
+# Source ids with every character the CLI allows, for the Fn::ForEach expansion.
+PUNCTUATED_SOURCE_IDS = "node-a,node_b,x.y,Node1"
 
 AARCH64_ELF_MACHINE = 0xB7
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _tool(name: str) -> Path:
-    path = VENV_BIN / name
-    if not path.is_file():
-        pytest.fail(
-            f"{name} is not installed next to {sys.executable}: run `make setup` "
-            "(it installs the dev tools, aws-sam-cli and cfn-lint, into .venv)"
-        )
-    return path
-
-
-def _run(cmd: list[str | Path], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(c) for c in cmd],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TOOL_TIMEOUT_S,
-        check=False,
-    )
-
-
-def _assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
-    assert proc.returncode == 0, (
-        f"`{' '.join(proc.args)}` exited {proc.returncode}\n"
-        f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-    )
-
-
-def _plain(node: Any) -> Any:
-    """cfn-lint's decoded nodes as plain dicts, lists and scalars."""
-    return json.loads(json.dumps(node))
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def _pinned_requirements(path: Path) -> list[tuple[str, str]]:
@@ -118,44 +92,16 @@ def _elf_machine(path: Path) -> int:
     return int.from_bytes(header[18:20], "little")
 
 
+def _sam_build(
+    sam: Path, env: dict[str, str], out: Path, *overrides: str
+) -> Any:
+    cmd: list[str | Path] = [sam, "build", "--template-file", TEMPLATE, "--build-dir", out]
+    if overrides:
+        cmd += ["--parameter-overrides", *overrides]
+    return run(cmd, env)
+
+
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def tool_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment for sam/cfn-lint: a region, no telemetry, no version check, no make flags."""
-    # SAM CLI checks PyPI for a newer version at most weekly, remembering when in its app dir:
-    # give it a private app dir that says it just checked.
-    app_dir = tmp_path_factory.mktemp("sam-app-dir")
-    (app_dir / "metadata.json").write_text(
-        json.dumps({"telemetryEnabled": False, "lastVersionCheck": time.time()})
-    )
-    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
-    env.update(
-        AWS_REGION=REGION,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_EC2_METADATA_DISABLED="true",
-        SAM_CLI_TELEMETRY="0",
-        __SAM_CLI_APP_DIR=str(app_dir),
-    )
-    return env
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    try:
-        from cfnlint.decode import decode_str
-    except ImportError as exc:
-        pytest.fail(f"cfn-lint is not importable ({exc}): run `make setup`")
-    decoded, matches = decode_str(TEMPLATE.read_text())
-    assert not matches, f"template.yaml does not parse: {matches}"
-    assert isinstance(decoded, dict)
-    return dict(_plain(decoded))
-
-
-@pytest.fixture(scope="module")
-def resources(template: dict[str, Any]) -> dict[str, Any]:
-    return dict(template["Resources"])
 
 
 @pytest.fixture(scope="module")
@@ -181,19 +127,27 @@ def wheelhouse() -> Path:
 
 
 @pytest.fixture(scope="module")
-def build_dir(
-    tmp_path_factory: pytest.TempPathFactory, tool_env: dict[str, str], wheelhouse: Path
-) -> Iterator[Path]:
-    """`sam build` once, in-process (no Docker), into a temporary build dir."""
-    sam = _tool("sam")
+def build_env(tool_env: dict[str, str], wheelhouse: Path) -> dict[str, str]:
+    """What `sam build` needs: make on PATH, the handler, the wheelhouse for the layer."""
     if shutil.which("make", path=tool_env.get("PATH")) is None:
         pytest.fail("`make` is not on PATH: sam build runs the layer and function Makefiles")
     if not (COLLECTOR_SRC / "app.py").is_file():
         pytest.fail(f"{COLLECTOR_SRC / 'app.py'} is missing: the collector handler lives there")
+    return dict(tool_env, MINUTEMETER_WHEELHOUSE=str(wheelhouse), MINUTEMETER_PYTHON=sys.executable)
+
+
+@pytest.fixture(scope="module")
+def build_dir(
+    tmp_path_factory: pytest.TempPathFactory, build_env: dict[str, str]
+) -> Iterator[Path]:
+    """`sam build` once, in-process (no Docker), into a temporary build dir.
+
+    No --language-extensions flag: samconfig.toml's `language_extensions = true` must be what
+    lets SAM CLI read the Fn::ForEach (without it, sam build crashes on it).
+    """
     out = tmp_path_factory.mktemp("sam") / "build"
-    env = dict(tool_env, MINUTEMETER_WHEELHOUSE=str(wheelhouse), MINUTEMETER_PYTHON=sys.executable)
-    proc = _run([sam, "build", "--template-file", TEMPLATE, "--build-dir", out], env)
-    _assert_ok(proc)
+    proc = _sam_build(tool("sam"), build_env, out)
+    assert_ok(proc)
     assert "offline, from" in proc.stdout + proc.stderr, "layer not built from the wheelhouse"
     yield out
 
@@ -202,11 +156,58 @@ def build_dir(
 
 
 def test_cfn_lint_passes(tool_env: dict[str, str]) -> None:
-    _assert_ok(_run([_tool("cfn-lint"), TEMPLATE], tool_env))
+    assert_ok(run([tool("cfn-lint"), TEMPLATE], tool_env))
+
+
+def test_cfn_lint_passes_with_punctuated_source_ids(
+    tool_env: dict[str, str], tmp_path: Path
+) -> None:
+    """cfn-lint expands Fn::ForEach with the parameter's Default (its --parameters do not feed
+    the expansion), so lint a copy whose default lists several ids with '-', '_' and '.'."""
+    text = TEMPLATE.read_text()
+    default = "    Default: demo\n"
+    assert text.count(default) == 1, "SourceIds' default is no longer `demo`: update this test"
+    copy = tmp_path / "template.yaml"
+    copy.write_text(text.replace(default, f'    Default: "{PUNCTUATED_SOURCE_IDS}"\n'))
+    assert_ok(run([tool("cfn-lint"), copy], tool_env))
+
+
+def test_cfn_lint_sees_inside_the_foreach(tool_env: dict[str, str], tmp_path: Path) -> None:
+    """A mistake inside the Fn::ForEach body fails cfn-lint: the loop is linted, not skipped."""
+    text = TEMPLATE.read_text()
+    assert text.count('Mode: "OFF"') == 1
+    broken = tmp_path / "template.yaml"
+    broken.write_text(text.replace('Mode: "OFF"', 'Mode: "NEVER"'))
+    proc = run([tool("cfn-lint"), broken], tool_env)
+    assert proc.returncode != 0 and "NEVER" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_sam_validate_lint_passes(tool_env: dict[str, str]) -> None:
-    _assert_ok(_run([_tool("sam"), "validate", "--lint", "--template-file", TEMPLATE], tool_env))
+    assert_ok(run([tool("sam"), "validate", "--lint", "--template-file", TEMPLATE], tool_env))
+
+
+def test_sam_validate_translates_with_language_extensions(
+    tool_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`sam validate` without --lint runs the SAM translator. It passes only because SAM CLI
+    expands the Fn::ForEach first, as samconfig's global `language_extensions = true` asks
+    (without it: "All 'Resources' must be Objects"). The config used is samconfig.toml without
+    its validate section (which turns --lint on)."""
+    config = tomllib.loads(SAMCONFIG.read_text())
+    config["default"].pop("validate")
+    lines = [f"version = {config['version']}"]
+    for command, sections in config["default"].items():
+        for section, values in sections.items():
+            lines.append(f"[default.{command}.{section}]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    no_lint = tmp_path / "samconfig.toml"
+    no_lint.write_text("\n".join(lines) + "\n")
+    proc = run(
+        [tool("sam"), "validate", "--template-file", TEMPLATE, "--config-file", no_lint],
+        tool_env,
+    )
+    assert_ok(proc)
+    assert "basic SAM Validation" in proc.stdout + proc.stderr, "ran the linter, not the translator"
 
 
 # --------------------------------------------------------------------------- sam build
@@ -242,7 +243,37 @@ def test_built_function_has_handler_only(build_dir: Path) -> None:
     assert (build_dir / "template.yaml").is_file()
 
 
+def test_built_template_keeps_the_foreach_for_cloudformation(build_dir: Path) -> None:
+    """What `sam deploy` uploads: the loop, not its expansion, so that CloudFormation expands it
+    with the stack's own SourceIds."""
+    built = (build_dir / "template.yaml").read_text()
+    assert "Fn::ForEach::SourceSchedules" in built
+    assert "AWS::LanguageExtensions" in built
+
+
+def test_sam_build_with_several_source_ids(
+    tmp_path: Path, build_env: dict[str, str]
+) -> None:
+    proc = _sam_build(
+        tool("sam"), build_env, tmp_path / "build", f"SourceIds={PUNCTUATED_SOURCE_IDS}"
+    )
+    assert_ok(proc)
+
+
+def test_sam_build_rejects_source_ids_whose_logical_ids_collide(
+    tmp_path: Path, build_env: dict[str, str]
+) -> None:
+    """node-a and nodea both become CollectorSchedulenodea: the build stops before a deploy."""
+    proc = _sam_build(tool("sam"), build_env, tmp_path / "build", "SourceIds=node-a,nodea")
+    assert proc.returncode != 0
+    assert "CollectorSchedulenodea" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
 # --------------------------------------------------------------------------- template facts
+
+
+def test_transforms_language_extensions_first(template: dict[str, Any]) -> None:
+    assert template["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
 
 
 def test_runtime_and_architecture(template: dict[str, Any], resources: dict[str, Any]) -> None:
@@ -327,26 +358,83 @@ def test_collector_function_shape(resources: dict[str, Any]) -> None:
     assert retention == {"Ref": "LogRetentionInDays"}
 
 
+def _unconditional_and_conditional(policies: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Policies as written: plain documents, and {condition: document} of
+    `!If [condition, document, !Ref AWS::NoValue]`."""
+    plain_docs, conditional = [], {}
+    for policy in policies:
+        assert isinstance(policy, dict), f"only inline documents, not {policy!r}"
+        if "Fn::If" in policy:
+            condition, document, otherwise = policy["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}, policy
+            conditional[condition] = document
+        else:
+            plain_docs.append(policy)
+    return plain_docs, conditional
+
+
 def test_collector_policy_is_least_privilege(resources: dict[str, Any]) -> None:
     policies = resources["CollectorFunction"]["Properties"]["Policies"]
     # Only inline documents: SAM policy templates and managed policies (e.g. DynamoDBCrudPolicy)
     # grant Scan/DeleteItem.
-    assert all(isinstance(p, dict) and "Statement" in p for p in policies), policies
+    unconditional, conditional = _unconditional_and_conditional(policies)
+    assert all("Statement" in p for p in unconditional), unconditional
     granted: dict[str, set[str]] = {}
-    for policy in policies:
+    for policy in unconditional:
         for stmt in policy["Statement"]:
             assert stmt["Effect"] == "Allow"
-            actions = _as_list(stmt["Action"])
+            actions = as_list(stmt["Action"])
             for action in actions:
                 assert "*" not in action, f"wildcard action {action}"
                 assert action not in NEVER_ACTIONS, f"{action} is never granted"
-            for resource in _as_list(stmt["Resource"]):
+            for resource in as_list(stmt["Resource"]):
                 assert resource != "*" and "*" not in json.dumps(resource), resource
                 assert isinstance(resource, dict) and "Fn::GetAtt" in resource, resource
                 table, attr = resource["Fn::GetAtt"]
                 assert attr == "Arn" and table in {"StateTable", "LedgerTable"}, resource
                 granted.setdefault(table, set()).update(actions)
     assert granted == {"StateTable": STATE_ACTIONS, "LedgerTable": LEDGER_ACTIONS}
+    # Everything else is a token grant, present only when its parameter is non-empty.
+    assert set(conditional) == {condition for condition, _, _ in TOKEN_GRANTS.values()}
+
+
+def test_token_grants_only_on_their_parameters(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    _, conditional = _unconditional_and_conditional(
+        resources["CollectorFunction"]["Properties"]["Policies"]
+    )
+    for sid, (condition, parameter, action) in TOKEN_GRANTS.items():
+        (stmt,) = conditional[condition]["Statement"]
+        assert stmt["Sid"] == sid
+        assert stmt["Effect"] == "Allow"
+        assert stmt["Action"] == action, f"{sid} grants exactly {action}"
+        assert stmt["Resource"] == {"Ref": parameter}, f"{sid} is limited to {parameter}"
+        assert template["Parameters"][parameter]["Type"] == "CommaDelimitedList"
+        assert template["Parameters"][parameter]["Default"] == ""
+        # The condition: the list joined is not empty.
+        assert template["Conditions"][condition] == {
+            "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": parameter}]}, ""]}]
+        }
+    kms = conditional["HasExporterTokenKmsKeys"]["Statement"][0]
+    services = kms["Condition"]["StringEquals"]["kms:ViaService"]
+    assert services == [
+        {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+        {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"},
+    ], "keys are usable only through the two token stores"
+
+
+def test_collector_failures_go_to_the_dead_letter_queue(resources: dict[str, Any]) -> None:
+    """Scheduler invokes asynchronously: Lambda's own retries and DLQ handle failed runs."""
+    props = resources["CollectorFunction"]["Properties"]
+    assert props["EventInvokeConfig"] == {
+        "MaximumRetryAttempts": 0,
+        "MaximumEventAgeInSeconds": 120,
+    }
+    assert props["DeadLetterQueue"] == {
+        "Type": "SQS",
+        "TargetArn": {"Fn::GetAtt": ["CollectorDeadLetterQueue", "Arn"]},
+    }
 
 
 def test_outputs(template: dict[str, Any]) -> None:
@@ -355,6 +443,8 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert {"Ref": "LedgerTable"} in outputs.values()
     assert {"Ref": "StateTable"} in outputs.values()
     assert {"Ref": "MinutemeterLayer"} in outputs.values()
+    assert {"Ref": "ScheduleGroup"} in outputs.values()
+    assert {"Ref": "CollectorDeadLetterQueue"} in outputs.values()
 
 
 # --------------------------------------------------------------------------- samconfig
@@ -365,6 +455,8 @@ def test_samconfig() -> None:
     assert config["version"] == 0.1
     default = config["default"]
     assert default["global"]["parameters"]["stack_name"] == "minutemeter"
+    # Every command that reads the template must expand Fn::ForEach (SAM CLI's opt-in flag).
+    assert default["global"]["parameters"]["language_extensions"] is True
     assert "use_container" not in default["build"]["parameters"]
     assert default["validate"]["parameters"]["lint"] is True
     deploy = default["deploy"]["parameters"]
@@ -372,3 +464,33 @@ def test_samconfig() -> None:
     assert deploy["resolve_s3"] is True
     assert deploy["confirm_changeset"] is True
     assert deploy["fail_on_empty_changeset"] is False
+
+
+# The modules holding each SAM CLI command that reads template.yaml.
+SAM_COMMAND_MODULES = {
+    "build": "samcli.commands.build.command",
+    "validate": "samcli.commands.validate.validate",
+    "package": "samcli.commands.package.command",
+    "deploy": "samcli.commands.deploy.command",
+    "sync": "samcli.commands.sync.command",
+    "local_invoke": "samcli.commands.local.invoke.cli",
+}
+
+
+def test_samconfig_keys_are_sam_cli_options() -> None:
+    """Every key in samconfig.toml is an option of the SAM CLI command(s) it configures: SAM CLI
+    ignores unknown keys, so a typo or a key it does not know would silently do nothing."""
+    options = {
+        name: {p.name for p in importlib.import_module(module).cli.params}
+        for name, module in SAM_COMMAND_MODULES.items()
+    }
+    config = tomllib.loads(SAMCONFIG.read_text())["default"]
+    for command, sections in config.items():
+        keys = set(sections.get("parameters", {}))
+        if command == "global":
+            for key in keys:
+                assert any(key in opts for opts in options.values()), f"global key {key}"
+        else:
+            assert keys <= options[command], f"{command}: {keys - options[command]}"
+    for command, opts in options.items():
+        assert "language_extensions" in opts, f"sam {command} has no --language-extensions"
