@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from minutemeter.domain.model import LedgerEntry, SourceConfig
@@ -48,20 +51,15 @@ def decimal_text(value: Decimal) -> str:
 
 def source_to_json(source: SourceConfig) -> dict[str, Any]:
     """A source's configuration; ``token_secret`` is a reference, never a token."""
-    return {
-        "source_id": source.source_id,
-        "url": source.url,
-        "node_id": source.node_id,
-        "env": source.env,
-        "start": format_second(source.start),
-        "lag_seconds": source.lag_seconds,
-        "max_window_seconds": source.max_window_seconds,
-        "reset_policy": source.reset_policy.value,
-        "lease_seconds": source.lease_seconds,
-        "token_secret": source.token_secret,
-        "clock_tolerance_seconds": source.clock_tolerance_seconds,
-        "enabled": source.enabled,
-    }
+    return {name: _shown(value) for name, value in asdict(source).items()}
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_second(value)
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
 
 
 _COLUMNS = (

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -515,20 +516,16 @@ def _plain(value: Any) -> Any:
 
 
 def _source_to_item(source: SourceConfig) -> Item:
-    return {
-        "source_id": source.source_id,
-        "url": source.url,
-        "start": format_instant(source.start),
-        "node_id": source.node_id,
-        "env": source.env,
-        "lag_seconds": source.lag_seconds,
-        "max_window_seconds": source.max_window_seconds,
-        "reset_policy": source.reset_policy.value,
-        "lease_seconds": source.lease_seconds,
-        "token_secret": source.token_secret,
-        "clock_tolerance_seconds": source.clock_tolerance_seconds,
-        "enabled": source.enabled,
-    }
+    """Every field of the configuration, times fixed-width, enums by value."""
+    return {name: _stored(value) for name, value in asdict(source).items()}
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_instant(value)
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
 
 
 def _source_from_item(item: Item) -> SourceConfig:
