@@ -23,7 +23,7 @@ from moto import mock_aws
 from minutemeter.adapters.dynamo.schema import create_tables
 from minutemeter.bootstrap import App, bootstrap
 from minutemeter.cli import main
-from minutemeter.domain.model import ResetPolicy, SourceConfig
+from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceConfig
 from minutemeter.local.ddb import LOCAL_CREDENTIALS, DynamoDBLocal
 from minutemeter.local.exporter import (
     SampleExporter,
@@ -135,7 +135,7 @@ ALL_OPTIONS = [
     "--start", "2026-11-22T11:02:30+01:00", "--lag", "120", "--max-window", "900",
     "--reset-policy", "from-zero", "--lease-seconds", "30",
     "--token-secret", "arn:aws:secretsmanager:us-east-1:123456789012:secret:tok-AbCdEf",
-    "--clock-tolerance", "600",
+    "--clock-tolerance", "600", "--clock-guard", "pause", "--clock-margin-ms", "250",
 ]
 
 
@@ -155,13 +155,15 @@ def test_sources_put_with_every_option(cli: Cli) -> None:
         "token_secret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:tok-AbCdEf",
         "clock_tolerance_seconds": 600,
         "enabled": True,
+        "clock_guard": "pause",
+        "clock_margin_ms": 250,
     }
     assert cli.app.state.get_source("s1") == SourceConfig(
         source_id="s1", url="http://127.0.0.1:8080/base", start=T0 + timedelta(minutes=3),
         node_id="node-7", env="staging", lag_seconds=120, max_window_seconds=900,
         reset_policy=ResetPolicy.FROM_ZERO, lease_seconds=30,
         token_secret="arn:aws:secretsmanager:us-east-1:123456789012:secret:tok-AbCdEf",
-        clock_tolerance_seconds=600,
+        clock_tolerance_seconds=600, clock_guard=ClockGuardAction.PAUSE, clock_margin_ms=250,
     )
 
 
@@ -183,7 +185,8 @@ def test_a_new_source_gets_defaults_and_starts_at_the_next_minute(cli: Cli) -> N
         "source_id": "s1", "url": "http://127.0.0.1:1", "node_id": None, "env": None,
         "start": "2026-11-22T10:41:00Z", "lag_seconds": 60, "max_window_seconds": 3600,
         "reset_policy": "skip", "lease_seconds": 60, "token_secret": None,
-        "clock_tolerance_seconds": None, "enabled": True,
+        "clock_tolerance_seconds": None, "enabled": True, "clock_guard": "widen",
+        "clock_margin_ms": 1000,
     }
 
 

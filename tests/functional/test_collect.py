@@ -10,6 +10,8 @@ from decimal import Decimal
 
 from minutemeter.domain.model import (
     BillingProfile,
+    ClockGuardAction,
+    ClockVerdict,
     JobResult,
     JobStatus,
     ResetPolicy,
@@ -17,6 +19,7 @@ from minutemeter.domain.model import (
 )
 from minutemeter.local.exporter import SampleExporter, StaticHistory, SyntheticCounters, account_ids
 from minutemeter.local.truth import expected_usage
+from minutemeter.service.collect import collect_source
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.harness import (
@@ -206,3 +209,36 @@ def test_overlapping_runners_bill_each_minute_once(concurrent_backend: Backend) 
     truth = expected_usage(counters.history(mark), start=source.start, until=mark)
     entries = exported(any_backend, "s1")
     assert ledger_usage(entries) == truth  # ledger_usage also fails on a doubled bucket
+
+
+def test_the_clock_guard_widens_the_lag_and_entries_record_the_bound(
+    any_backend: Backend,
+) -> None:
+    # GIVEN a drift verdict of offset -1.2 s +- 0.5 s (error 1.7 s > the source's 1 s margin)
+    counters = SyntheticCounters(ACCOUNTS[:2], T0, end=T0 + timedelta(minutes=30))
+    now = T0 + timedelta(minutes=30, seconds=61)  # lag 60 s alone would allow 10:30
+    any_backend.state.put_clock_verdict(ClockVerdict(
+        measured_at=now - timedelta(minutes=2), status="warning",
+        offset_ms=Decimal("-1200"), bound_ms=Decimal("500"), valid_sources=3))
+    with SampleExporter(counters) as exporter:
+        any_backend.state.put_source(_source(exporter.url))
+        (job,) = run_until_caught_up(deps_for(any_backend, FakeClock(now)), "s1")
+    # THEN the window stops a minute earlier: 10:30:01 - 60 s - 2 s < 10:30
+    assert job.window_until == T0 + timedelta(minutes=29)
+    assert job.clock_guard == {"action": "widen", "extra_lag_seconds": 2,
+                               "clock_error_ms": "1700", "reason": job.clock_guard["reason"]}
+    entries = exported(any_backend, "s1")
+    assert entries and {e.clock_bound_ms for e in entries} == {Decimal(1700)}
+    assert all(e.usage.last_taken_at < e.collected_at for e in entries)  # both clocks recorded
+
+
+def test_the_clock_guard_pauses_a_source_that_asks_for_it(any_backend: Backend) -> None:
+    any_backend.state.put_clock_verdict(ClockVerdict(
+        measured_at=T0, status="critical", offset_ms=Decimal("900"), bound_ms=Decimal("400"),
+        valid_sources=2))
+    any_backend.state.put_source(_source("http://127.0.0.1:9", clock_guard=ClockGuardAction.PAUSE))
+    job = collect_source(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=5))), "s1")
+    assert job.status is JobStatus.SKIPPED
+    assert job.clock_guard is not None and job.clock_guard["action"] == "pause"
+    assert any_backend.state.get_state("s1").last_completed_until is None
+    assert any_backend.state.get_lease("s1") is None  # paused before taking the lease

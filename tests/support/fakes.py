@@ -20,6 +20,7 @@ from minutemeter.domain.lease import lease_until, may_take_over
 from minutemeter.domain.model import (
     BillingProfile,
     Checkpoint,
+    ClockVerdict,
     JobResult,
     JobStatus,
     LedgerEntry,
@@ -112,6 +113,7 @@ class FakeStateStore:
         self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, dict[str, Any]]] = {}
         self.leases: dict[str, LeaseGrant] = {}
+        self.verdict: ClockVerdict | None = None
         self.tokens: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -257,6 +259,12 @@ class FakeStateStore:
                     "current_bytes": r.current_bytes, "policy": r.policy.value,
                     "billed_bytes": r.billed_bytes, "run_id": run_id,
                 }
+
+    def put_clock_verdict(self, verdict: ClockVerdict) -> None:
+        self.verdict = verdict
+
+    def get_clock_verdict(self) -> ClockVerdict | None:
+        return self.verdict
 
     def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]:
         keys = sorted((k for k in self.records if k[0] == source_id and k[1] == kind),

@@ -19,7 +19,13 @@ from minutemeter.adapters.dynamo.schema import create_tables
 from minutemeter.adapters.dynamo.state import job_to_dict
 from minutemeter.bootstrap import App, bootstrap
 from minutemeter.domain.errors import ConfigError, InputError, MinutemeterError
-from minutemeter.domain.model import BillingProfile, JobStatus, ResetPolicy, SourceConfig
+from minutemeter.domain.model import (
+    BillingProfile,
+    ClockGuardAction,
+    JobStatus,
+    ResetPolicy,
+    SourceConfig,
+)
 from minutemeter.domain.timeutil import format_instant, format_second, parse_rfc3339
 from minutemeter.domain.validation import is_account_id
 from minutemeter.ports import LedgerFilter
@@ -111,6 +117,8 @@ def _sources_put(app: App, args: argparse.Namespace) -> int:
         lease_seconds=args.lease_seconds,
         token_secret=args.token_secret,
         clock_tolerance_seconds=args.clock_tolerance,
+        clock_guard=ClockGuardAction(args.clock_guard) if args.clock_guard else None,
+        clock_margin_ms=args.clock_margin_ms,
     )
     source = put_source(app.state, args.source_id, changes, app.clock.now())
     _emit(source_to_json(source))
@@ -274,6 +282,11 @@ def _parser() -> argparse.ArgumentParser:
     put.add_argument("--lease-seconds", type=int, metavar="S")
     put.add_argument("--token-secret", metavar="ARN", help="Secrets Manager or SSM reference")
     put.add_argument("--clock-tolerance", type=int, metavar="SECONDS")
+    put.add_argument("--clock-guard", choices=[a.value for a in ClockGuardAction],
+                     help="when the clock error exceeds --clock-margin-ms: widen the lag "
+                          "(default) or pause")
+    put.add_argument("--clock-margin-ms", type=int, metavar="MS",
+                     help="clock error the lag already absorbs (default 1000)")
     put.set_defaults(handler=_sources_put)
     sources_cmd.add_parser("list", help="sources with their sync state").set_defaults(
         handler=_sources_list

@@ -10,6 +10,7 @@ from typing import Protocol
 from minutemeter.domain.model import (
     BillingProfile,
     Checkpoint,
+    ClockVerdict,
     JobResult,
     LedgerEntry,
     Page,
@@ -200,3 +201,9 @@ class StateStore(Protocol):
         """Quarantine and reset records; idempotent (keyed by content)."""
 
     def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]: ...
+
+    def put_clock_verdict(self, verdict: ClockVerdict) -> None:
+        """Store the latest drift verdict (one item, replaced each check)."""
+
+    def get_clock_verdict(self) -> ClockVerdict | None:
+        """The latest drift verdict, or None if no drift check has run."""

@@ -39,6 +39,9 @@ def entry_to_json(entry: LedgerEntry) -> dict[str, Any]:
         "first_taken_at": format_instant(usage.first_taken_at),
         "last_taken_at": format_instant(usage.last_taken_at),
         "collected_at": format_instant(entry.collected_at),
+        "clock_bound_ms": (
+            decimal_text(entry.clock_bound_ms) if entry.clock_bound_ms is not None else None
+        ),
         "run_id": entry.run_id,
         "batch_id": entry.batch_id,
     }

@@ -28,6 +28,9 @@ ENV_HTTP_TIMEOUT_SECONDS = "MINUTEMETER_HTTP_TIMEOUT_SECONDS"
 ENV_HTTP_RETRIES = "MINUTEMETER_HTTP_RETRIES"
 ENV_RECORD_TTL_DAYS = "MINUTEMETER_RECORD_TTL_DAYS"
 ENV_LEASE_MARGIN_SECONDS = "MINUTEMETER_LEASE_MARGIN_SECONDS"
+ENV_CLOCK_GUARD_REQUIRED = "MINUTEMETER_CLOCK_GUARD_REQUIRED"
+ENV_CLOCK_VERDICT_MAX_AGE_SECONDS = "MINUTEMETER_CLOCK_VERDICT_MAX_AGE_SECONDS"
+ENV_CLOCK_FALLBACK_ERROR_SECONDS = "MINUTEMETER_CLOCK_FALLBACK_ERROR_SECONDS"
 
 DEFAULT_LEDGER_TABLE = "minutemeter-ledger"
 DEFAULT_STATE_TABLE = "minutemeter-state"
@@ -59,6 +62,11 @@ class Settings:
     # this long before its lease ends. Keep it above the drift alarm's critical threshold
     # (500 ms): two runners' clocks may differ by up to twice the margin without overlap.
     lease_margin_seconds: float = 2.0
+    # Clock guard (domain/clock_guard.py). Required in the deployed stack (template.yaml sets
+    # it); locally, with no drift check running, a missing verdict does not stop billing.
+    clock_guard_required: bool = False
+    clock_verdict_max_age_seconds: int = 900
+    clock_fallback_error_seconds: int = 30
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -94,6 +102,15 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         lease_margin_seconds=_seconds(
             environ, ENV_LEASE_MARGIN_SECONDS, base.lease_margin_seconds
         ),
+        clock_guard_required=_bool(
+            environ, ENV_CLOCK_GUARD_REQUIRED, base.clock_guard_required
+        ),
+        clock_verdict_max_age_seconds=_int(
+            environ, ENV_CLOCK_VERDICT_MAX_AGE_SECONDS, base.clock_verdict_max_age_seconds
+        ),
+        clock_fallback_error_seconds=_int(
+            environ, ENV_CLOCK_FALLBACK_ERROR_SECONDS, base.clock_fallback_error_seconds
+        ),
     )
     _validate(settings)
     return settings
@@ -122,6 +139,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"{ENV_HTTP_RETRIES} must be >= 0")
     if not 0 <= settings.lease_margin_seconds <= 60:
         raise ConfigError(f"{ENV_LEASE_MARGIN_SECONDS} must be between 0 and 60")
+    if settings.clock_verdict_max_age_seconds <= 0:
+        raise ConfigError(f"{ENV_CLOCK_VERDICT_MAX_AGE_SECONDS} must be > 0")
+    if not 0 <= settings.clock_fallback_error_seconds <= 3600:
+        raise ConfigError(f"{ENV_CLOCK_FALLBACK_ERROR_SECONDS} must be between 0 and 3600")
     if settings.record_ttl_days <= 0:
         raise ConfigError(f"{ENV_RECORD_TTL_DAYS} must be > 0")
 
@@ -134,6 +155,17 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes"}:
+        return True
+    if raw.lower() in {"0", "false", "no"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:

@@ -19,6 +19,13 @@ class ResetPolicy(StrEnum):
     FROM_ZERO = "from-zero"
 
 
+class ClockGuardAction(StrEnum):
+    """What a source does when the clock cannot be trusted to the source's margin."""
+
+    WIDEN = "widen"  # add the clock's error bound to the lag
+    PAUSE = "pause"  # bill nothing this run, report clock_guard
+
+
 class JobStatus(StrEnum):
     OK = "ok"
     PARTIAL = "partial"
@@ -57,6 +64,21 @@ class SourceConfig:
     token_secret: str | None = None
     clock_tolerance_seconds: int | None = None
     enabled: bool = True
+    clock_guard: ClockGuardAction = ClockGuardAction.WIDEN
+    clock_margin_ms: int = 1000
+
+
+@dataclass(frozen=True)
+class ClockVerdict:
+    """The latest drift check: this clock's offset from true time (server minus local, ms) and
+    the bound within which the true offset lies, when it was measured, and its status."""
+
+    measured_at: datetime
+    status: str
+    offset_ms: Decimal
+    bound_ms: Decimal
+    valid_sources: int
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -203,6 +225,7 @@ class LedgerEntry:
     run_id: str
     collected_at: datetime
     kind: str = "usage"
+    clock_bound_ms: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +245,7 @@ class QuotaPlan:
     run_id: str
     collected_at: datetime
     usages: tuple[MinuteUsage, ...]
+    clock_bound_ms: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +281,7 @@ class JobResult:
     pages: int = 0
     caught_up: bool = False
     lease_token: int | None = None
+    clock_guard: dict[str, object] | None = None
     error: str | None = None
     error_type: str | None = None
     notes: list[str] = field(default_factory=list)

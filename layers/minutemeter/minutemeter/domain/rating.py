@@ -47,6 +47,7 @@ def plan_entries(plan: QuotaPlan) -> list[LedgerEntry]:
                 batch_id=plan.batch_id,
                 run_id=plan.run_id,
                 collected_at=plan.collected_at,
+                clock_bound_ms=plan.clock_bound_ms,
             )
         )
         used += included

@@ -7,6 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from minutemeter.domain.clock_guard import (
+    GuardDecision,
+    GuardPolicy,
+    decide,
+    takeover_margin_seconds,
+)
 from minutemeter.domain.errors import (
     DeadlineError,
     LeaseHeldError,
@@ -71,13 +77,20 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
         return job
     if not source.enabled:
         return _skip(deps, job, f"source {source_id!r} is disabled")
+    verdict = deps.state.get_clock_verdict()
+    guard = decide(source, verdict, now, _guard_policy(deps.settings))
+    job.clock_guard = guard.to_json()
+    if guard.action != "none":
+        logger.warning("clock guard", extra={"source_id": source_id, **guard.to_json()})
+    if guard.pause:
+        return _skip(deps, job, f"clock guard paused the source: {guard.reason}")
     lease = LeaseKeeper(
         deps.state,
         deps.clock,
         source_id,
         holder=job.job_id,
         lease_seconds=source.lease_seconds,
-        margin_seconds=deps.settings.lease_margin_seconds,
+        margin_seconds=takeover_margin_seconds(deps.settings.lease_margin_seconds, verdict),
         heartbeat=deps.lease_heartbeat,
     )
     try:
@@ -86,7 +99,7 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
         return _skip(deps, job, str(exc))
     try:
         job.lease_token = lease.token
-        _run(deps, source, deps.state.get_state(source_id), now, budget, job, lease)
+        _run(deps, source, deps.state.get_state(source_id), now, budget, job, lease, guard)
     except MinutemeterError as exc:
         _fail(job, exc)
     except Exception as exc:  # an unexpected failure is still recorded, then re-raised
@@ -97,6 +110,14 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
     _finish(deps, job, lease.token)
     lease.release()
     return job
+
+
+def _guard_policy(settings: Settings) -> GuardPolicy:
+    return GuardPolicy(
+        required=settings.clock_guard_required,
+        max_age=timedelta(seconds=settings.clock_verdict_max_age_seconds),
+        fallback_error=timedelta(seconds=settings.clock_fallback_error_seconds),
+    )
 
 
 def _skip(deps: CollectDeps, job: JobResult, why: str) -> JobResult:
@@ -116,8 +137,9 @@ def _run(
     budget: Budget,
     job: JobResult,
     lease: LeaseKeeper,
+    guard: GuardDecision,
 ) -> None:
-    window = plan_window(source, state, now)
+    window = plan_window(source, state, now, guard.extra_lag)
     job.window_since, job.window_until = window.since, window.until
     job.completed_until = state.last_completed_until
     last_chunk_seconds = 0.0
@@ -128,7 +150,7 @@ def _run(
         started = deps.clock.monotonic()
         try:
             lease.check()
-            state = _collect_chunk(deps, source, state, chunk, now, budget, job, lease)
+            state = _collect_chunk(deps, source, state, chunk, now, budget, job, lease, guard)
         except DeadlineError as exc:
             if job.completed_until is None or job.completed_until <= window.since:
                 raise
@@ -139,7 +161,7 @@ def _run(
         if state.last_completed_until is not None and state.last_completed_until > chunk.until:
             job.notes.append("another runner advanced the watermark further; stopping")
             break
-    caught_up_at = plan_window(source, state, now).until
+    caught_up_at = plan_window(source, state, now, guard.extra_lag).until
     job.caught_up = (state.last_completed_until is not None and (
         state.last_completed_until >= caught_up_at
     )) or window.empty
@@ -155,6 +177,7 @@ def _collect_chunk(
     budget: Budget,
     job: JobResult,
     lease: LeaseKeeper,
+    guard: GuardDecision,
 ) -> SyncState:
     settings = deps.settings
     tolerance = source.clock_tolerance_seconds or settings.clock_tolerance_seconds
@@ -205,7 +228,7 @@ def _collect_chunk(
         usage.buckets,
         deps.state.get_profiles({b.account_id for b in usage.buckets}),
         settings.default_profile,
-        CommitContext(source.source_id, job.job_id, collected_at),
+        CommitContext(source.source_id, job.job_id, collected_at, guard.error_ms),
         concurrency=settings.commit_concurrency,
         guard=lease.check,
     )

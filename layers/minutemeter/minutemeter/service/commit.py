@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from minutemeter.domain.errors import ConcurrentUpdateError, QuotaConflictError
 from minutemeter.domain.ids import batch_id
@@ -59,6 +60,7 @@ class CommitContext:
     source_id: str
     run_id: str
     collected_at: datetime
+    clock_bound_ms: Decimal | None = None
 
 
 def commit_buckets(
@@ -126,6 +128,7 @@ def commit_group(
             run_id=context.run_id,
             collected_at=context.collected_at,
             usages=new,
+            clock_bound_ms=context.clock_bound_ms,
         )
         try:
             ledger.reserve_quota(

@@ -8,7 +8,7 @@ from datetime import datetime
 from urllib.parse import urlparse
 
 from minutemeter.domain.errors import ConfigError, InputError, SourceNotFoundError
-from minutemeter.domain.model import ResetPolicy, SourceConfig, SyncState
+from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceConfig, SyncState
 from minutemeter.domain.references import classify_reference
 from minutemeter.domain.timeutil import MINUTE, floor_minute, is_minute_aligned
 from minutemeter.ports import StateStore
@@ -31,6 +31,8 @@ class SourceChanges:
     token_secret: str | None = None
     clock_tolerance_seconds: int | None = None
     enabled: bool | None = None
+    clock_guard: ClockGuardAction | None = None
+    clock_margin_ms: int | None = None
 
 
 def put_source(
@@ -83,6 +85,8 @@ def validate_source(source: SourceConfig) -> None:
     tolerance = source.clock_tolerance_seconds
     if tolerance is not None and tolerance <= 0:
         raise InputError("--clock-tolerance must be > 0 seconds")
+    if not 0 <= source.clock_margin_ms <= 600_000:
+        raise InputError("--clock-margin-ms must be between 0 and 600000")
     if not is_minute_aligned(source.start):
         raise InputError("start must be minute-aligned")
     if source.token_secret is not None:

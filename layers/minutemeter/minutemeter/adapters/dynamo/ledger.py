@@ -190,6 +190,7 @@ def _entry_to_item(entry: LedgerEntry) -> Item:
         "batch_id": entry.batch_id,
         "run_id": entry.run_id,
         "collected_at": format_instant(entry.collected_at),
+        "clock_bound_ms": entry.clock_bound_ms,
     }
 
 
@@ -220,6 +221,7 @@ def _entry_from_item(item: Item) -> LedgerEntry:
         run_id=str(item["run_id"]),
         collected_at=parse_rfc3339(item["collected_at"]),
         kind=str(item.get("kind", "usage")),
+        clock_bound_ms=_optional_decimal(item.get("clock_bound_ms")),
     )
 
 
@@ -251,6 +253,7 @@ def _plan_to_item(plan: QuotaPlan) -> Item:
         "used_before": plan.used_before,
         "run_id": plan.run_id,
         "collected_at": format_instant(plan.collected_at),
+        "clock_bound_ms": plan.clock_bound_ms,
         **_profile_to_item(plan.profile),
         "usages": [
             [
@@ -295,7 +298,12 @@ def _plan_from_item(item: Item) -> QuotaPlan:
         run_id=str(item["run_id"]),
         collected_at=parse_rfc3339(item["collected_at"]),
         usages=usages,
+        clock_bound_ms=_optional_decimal(item.get("clock_bound_ms")),
     )
+
+
+def _optional_decimal(value: Any) -> Decimal | None:
+    return Decimal(value) if value is not None else None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

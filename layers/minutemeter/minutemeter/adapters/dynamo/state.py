@@ -39,6 +39,8 @@ from minutemeter.domain.lease import lease_until, takeover_cutoff
 from minutemeter.domain.model import (
     BillingProfile,
     Checkpoint,
+    ClockGuardAction,
+    ClockVerdict,
     JobResult,
     JobStatus,
     Quarantined,
@@ -51,6 +53,7 @@ from minutemeter.domain.timeutil import epoch_seconds, format_instant, parse_rfc
 from minutemeter.ports import LeaseGrant
 
 SOURCES_PK = "SOURCES"
+VERDICT_KEY = {"pk": "CLOCK", "sk": "LATEST"}
 
 
 def state_key(source_id: str) -> dict[str, str]:
@@ -449,6 +452,33 @@ class DynamoStateStore:
         if items:
             self.table.batch_put(items)
 
+    # -- drift verdict -----------------------------------------------------------------------
+    def put_clock_verdict(self, verdict: ClockVerdict) -> None:
+        item = {
+            **VERDICT_KEY,
+            "type": "clock_verdict",
+            "measured_at": format_instant(verdict.measured_at),
+            "status": verdict.status,
+            "offset_ms": verdict.offset_ms,
+            "bound_ms": verdict.bound_ms,
+            "valid_sources": verdict.valid_sources,
+            "detail": verdict.detail,
+        }
+        self.table.call("put_item", TableName=self.table.name, Item=to_wire(item))
+
+    def get_clock_verdict(self) -> ClockVerdict | None:
+        item = self.table.get(VERDICT_KEY, consistent=False)
+        if item is None:
+            return None
+        return ClockVerdict(
+            measured_at=parse_rfc3339(item["measured_at"]),
+            status=str(item["status"]),
+            offset_ms=Decimal(item["offset_ms"]),
+            bound_ms=Decimal(item["bound_ms"]),
+            valid_sources=int(item["valid_sources"]),
+            detail=str(item.get("detail", "")),
+        )
+
     def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]:
         response = self.table.call(
             "query",
@@ -543,6 +573,8 @@ def _source_from_item(item: Item) -> SourceConfig:
         token_secret=item.get("token_secret"),
         clock_tolerance_seconds=int(tolerance) if tolerance is not None else None,
         enabled=bool(item.get("enabled", True)),
+        clock_guard=ClockGuardAction(item.get("clock_guard", ClockGuardAction.WIDEN.value)),
+        clock_margin_ms=int(item.get("clock_margin_ms", 1000)),
     )
 
 
