@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from minutemeter.adapters.dynamo.state import job_to_dict
@@ -17,9 +18,11 @@ from minutemeter.adapters.system import LambdaBudget
 from minutemeter.bootstrap import App, bootstrap
 from minutemeter.domain.errors import InputError
 from minutemeter.domain.model import JobStatus
+from minutemeter.observability import NAMESPACE, SOURCE_DIMENSION, collector_metrics
 from minutemeter.service.collect import collect_source
 
 logger = Logger()
+metrics = Metrics(namespace=NAMESPACE)
 _app: App | None = None
 
 
@@ -45,6 +48,7 @@ def parse_event(event: Any) -> tuple[str, str | None]:
     return source_id, scheduled if isinstance(scheduled, str) else None
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     source_id, scheduled_time = parse_event(event)
@@ -53,6 +57,9 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     job = collect_source(_get_app().collect_deps, source_id, LambdaBudget(context))
     result = job_to_dict(job)
     logger.info("collector run finished", extra={"job": result})
+    metrics.add_dimension(name=SOURCE_DIMENSION, value=source_id)
+    for point in collector_metrics(job):
+        metrics.add_metric(name=point.name, unit=MetricUnit(point.unit), value=point.value)
     if job.status is JobStatus.ERROR:
         raise CollectFailedError(f"{job.error_type}: {job.error}")
     return result

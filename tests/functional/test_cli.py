@@ -227,7 +227,7 @@ def test_sources_put_bad_arguments_exit_2_and_change_nothing(
 def _fresh_state() -> dict[str, Any]:
     return {"last_completed_until": None, "baseline_taken_at": None, "last_success_at": None,
             "last_error": None, "last_error_at": None, "consecutive_failures": 0,
-            "lag_seconds": None, "last_job": None, "lease": None}
+            "lag_seconds": None, "last_job": None, "health": None, "lease": None}
 
 
 @pytest.mark.parametrize(

@@ -242,3 +242,32 @@ def test_the_clock_guard_pauses_a_source_that_asks_for_it(any_backend: Backend) 
     assert job.clock_guard is not None and job.clock_guard["action"] == "pause"
     assert any_backend.state.get_state("s1").last_completed_until is None
     assert any_backend.state.get_lease("s1") is None  # paused before taking the lease
+
+
+def test_health_is_kept_with_the_sync_state_and_recovery_is_reported(
+    any_backend: Backend,
+) -> None:
+    counters = SyntheticCounters(ACCOUNTS[:2], T0, end=T0 + timedelta(hours=1))
+
+    def broken(number: int, query: object, document: dict[str, object]) -> tuple[int, bytes]:
+        return 503, b"maintenance"
+
+    with SampleExporter(counters, fault=broken) as exporter:
+        any_backend.state.put_source(_source(exporter.url, max_window_seconds=120))
+        clock = FakeClock(T0 + timedelta(minutes=10))
+        deps = deps_for(any_backend, clock)
+        for _ in range(3):  # three failed runs a minute apart
+            assert collect_source(deps, "s1").status is JobStatus.ERROR
+            clock.advance(60)
+        failing = any_backend.state.get_state("s1").health
+        assert failing is not None and failing["status"] == "failing"
+        assert (failing["runs"], failing["failures"]) == (3, 3)
+        exporter.fault = None
+        jobs = []
+        for _ in range(30):  # the exporter is back: successful runs a minute apart
+            jobs.append(collect_source(deps, "s1"))
+            clock.advance(60)
+    assert any(job.health and job.health["recovered"] for job in jobs)
+    health = any_backend.state.get_state("s1").health
+    assert health is not None and health["status"] == "healthy"
+    assert jobs[-1].lag_seconds is not None and 60 <= jobs[-1].lag_seconds < 180

@@ -49,11 +49,15 @@ class FakeLambdaContext:
 
 @pytest.fixture(scope="module")
 def handler() -> ModuleType:
-    """functions/collector/app.py, imported by path (it is not a package)."""
-    spec = importlib.util.spec_from_file_location("collector_app", HANDLER_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """functions/collector/app.py, imported by path (it is not a package), with the
+    Powertools environment template.yaml gives it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POWERTOOLS_SERVICE_NAME", "minutemeter")
+        patch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Minutemeter")
+        spec = importlib.util.spec_from_file_location("collector_app", HANDLER_PATH)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     return module
 
 
@@ -261,3 +265,73 @@ def test_a_run_that_finds_the_lease_held_is_skipped_not_failed(
     state = ops.state.get_state("demo")
     assert state.last_completed_until is None and state.consecutive_failures == 0
     assert ops.state.get_lease("demo") == held
+
+
+def _emf_documents(stdout: str) -> list[dict[str, Any]]:
+    """EMF documents on stdout; a metric's value (Powertools writes a list) as one number."""
+    documents = []
+    for line in stdout.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            document = json.loads(line)
+            for metric in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                value = document[metric["Name"]]
+                if isinstance(value, list):
+                    (document[metric["Name"]],) = value
+            documents.append(document)
+    return documents
+
+
+def test_each_run_prints_one_emf_document_with_the_source_dimension(
+    handler: ModuleType, ops: App, exporter: SampleExporter, origin: datetime,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _register(ops, exporter.url, origin)
+    capsys.readouterr()
+    result = handler.lambda_handler(_event(), FakeLambdaContext())
+    (document,) = _emf_documents(capsys.readouterr().out)
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Minutemeter"
+    assert sorted(directive["Dimensions"][0]) == ["SourceId", "service"]  # one dimension set
+    assert len(directive["Dimensions"]) == 1
+    assert (document["SourceId"], document["service"]) == ("demo", "minutemeter")
+    units = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
+    assert units == {
+        "ProcessedSamples": "Count", "WrittenMinutes": "Count", "ReplayedMinutes": "Count",
+        "QuarantinedSamples": "Count", "CounterResets": "Count", "RunDuration": "Milliseconds",
+        "RunFailures": "Count", "LeaseSkips": "Count", "LagSeconds": "Seconds",
+        "FailureRate": "Percent",
+    }
+    assert document["WrittenMinutes"] == result["written_minutes"] == 30 * len(ACCOUNTS)
+    assert document["ProcessedSamples"] == result["processed_samples"]
+    assert document["RunFailures"] == 0 and document["LeaseSkips"] == 0
+    # 2 h of backlog, 30 minutes collected: the watermark is about 88 minutes behind
+    assert 85 * 60 <= document["LagSeconds"] <= 92 * 60
+    assert document["FailureRate"] == 0
+
+
+def test_a_failed_run_still_reports_its_metrics(
+    handler: ModuleType, ops: App, exporter: SampleExporter, origin: datetime,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _register(ops, exporter.url, origin)
+    exporter.fault = lambda number, query, document: (500, b"down")
+    capsys.readouterr()
+    with pytest.raises(handler.CollectFailedError):
+        handler.lambda_handler(_event(), FakeLambdaContext())
+    (document,) = _emf_documents(capsys.readouterr().out)
+    assert document["RunFailures"] == 1 and document["WrittenMinutes"] == 0
+    assert document["FailureRate"] == 100
+
+
+def test_a_skipped_run_reports_only_the_skip(
+    handler: ModuleType, ops: App, exporter: SampleExporter, origin: datetime,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _register(ops, exporter.url, origin)
+    ops.state.acquire_lease("demo", "other", now=datetime.now(UTC), lease_seconds=60,
+                            margin_seconds=2)
+    capsys.readouterr()
+    handler.lambda_handler(_event(), FakeLambdaContext())
+    (document,) = _emf_documents(capsys.readouterr().out)
+    names = {m["Name"] for m in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names == {"LeaseSkips"} and document["LeaseSkips"] == 1

@@ -190,7 +190,8 @@ class FakeStateStore:
             return state
 
     def record_result(
-        self, job: JobResult, *, expires_at: datetime, fence: int | None = None
+        self, job: JobResult, *, expires_at: datetime, fence: int | None = None,
+        health_buckets: Mapping[int, tuple[int, int]] | None = None,
     ) -> None:
         with self._lock:
             summary = job_to_dict(job)
@@ -207,6 +208,8 @@ class FakeStateStore:
             else:
                 state = replace(state, last_job=summary, last_success_at=at,
                                 consecutive_failures=0)
+            if health_buckets is not None:
+                state = replace(state, health_buckets=dict(health_buckets), health=job.health)
             self.states[job.source_id] = state
 
     def list_jobs(self, source_id: str, limit: int) -> list[dict[str, object]]:

@@ -222,6 +222,7 @@ def _status_document(
         "consecutive_failures": sync.consecutive_failures,
         "lag_seconds": status.lag_seconds,
         "last_job": sync.last_job,
+        "health": sync.health,
         "lease": _lease_document(app, source.source_id),
     }
     if jobs:

@@ -144,10 +144,16 @@ class StateStore(Protocol):
         """
 
     def record_result(
-        self, job: JobResult, *, expires_at: datetime, fence: int | None = None
+        self,
+        job: JobResult,
+        *,
+        expires_at: datetime,
+        fence: int | None = None,
+        health_buckets: Mapping[int, tuple[int, int]] | None = None,
     ) -> None:
-        """Store the job; then update the source's last job, success/error and failure count
-        (except for skipped runs), fenced like :meth:`commit_progress`."""
+        """Store the job; then update the source's last job, success/error, failure count and
+        (when given) health buckets and ``job.health``, except for skipped runs; fenced like
+        :meth:`commit_progress` (the health update is a read-modify-write under the lease)."""
 
     # -- lease (fields of the sync-state item, which is never deleted) --------------------------
     def acquire_lease(

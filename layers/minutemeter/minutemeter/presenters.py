@@ -70,6 +70,8 @@ _COLUMNS = (
     ("watermark", "last_completed_until"),
     ("lag s", "lag_seconds"),
     ("last run", "status"),
+    ("health", "health_status"),
+    ("fail rate", "failure_rate"),
     ("written", "written_minutes"),
     ("replayed", "replayed_minutes"),
     ("quarantined", "quarantined_samples"),
@@ -85,6 +87,13 @@ def status_table(documents: Sequence[dict[str, Any]]) -> str:
         job = document.get("last_job") or {}
         merged = {**job, **document}
         merged["status"] = job.get("status", "-")
+        health = document.get("health") or {}
+        merged["health_status"] = health.get("status")
+        rate = health.get("failure_rate")
+        merged["failure_rate"] = (
+            f"{float(rate):.0%} of {health.get('runs')} in {health.get('window_minutes')}m"
+            if rate is not None else None
+        )
         for key in ("written_minutes", "replayed_minutes", "quarantined_samples"):
             merged[key] = job.get(key, "-")
         rows.append([_cell(merged.get(key)) for _, key in _COLUMNS])

@@ -94,6 +94,8 @@ class SyncState:
     last_error_at: datetime | None = None
     consecutive_failures: int = 0
     last_job: dict[str, object] | None = None
+    health_buckets: dict[int, tuple[int, int]] = field(default_factory=dict)
+    health: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,8 @@ class JobResult:
     caught_up: bool = False
     lease_token: int | None = None
     clock_guard: dict[str, object] | None = None
+    lag_seconds: int | None = None
+    health: dict[str, object] | None = None
     error: str | None = None
     error_type: str | None = None
     notes: list[str] = field(default_factory=list)

@@ -20,6 +20,7 @@ from minutemeter.domain.errors import (
     MinutemeterError,
     SourceNotFoundError,
 )
+from minutemeter.domain.health import HealthStatus, assess, record_run
 from minutemeter.domain.model import JobResult, JobStatus, SourceConfig, SyncState, Window
 from minutemeter.domain.protocol import PageSequence
 from minutemeter.domain.usage import compute_usage
@@ -97,19 +98,34 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
         lease.acquire()
     except LeaseHeldError as exc:
         return _skip(deps, job, str(exc))
+    state: SyncState | None = None
     try:
         job.lease_token = lease.token
-        _run(deps, source, deps.state.get_state(source_id), now, budget, job, lease, guard)
+        state = deps.state.get_state(source_id)
+        _run(deps, source, state, now, budget, job, lease, guard)
     except MinutemeterError as exc:
         _fail(job, exc)
     except Exception as exc:  # an unexpected failure is still recorded, then re-raised
         _fail(job, exc)
-        _finish(deps, job, lease.token)
+        _finish(deps, job, lease.token, _progress(source, state, job))
         lease.release()
         raise
-    _finish(deps, job, lease.token)
+    _finish(deps, job, lease.token, _progress(source, state, job))
     lease.release()
     return job
+
+
+def _progress(source: SourceConfig, state: SyncState | None, job: JobResult) -> _Progress | None:
+    """What the sync state knew before the run, for health and lag (None: never read)."""
+    if state is None:
+        return None
+    return _Progress(state, job.completed_until or state.last_completed_until or source.start)
+
+
+@dataclass(frozen=True)
+class _Progress:
+    before: SyncState
+    watermark: datetime
 
 
 def _guard_policy(settings: Settings) -> GuardPolicy:
@@ -277,11 +293,26 @@ def _fail(job: JobResult, exc: BaseException) -> None:
     job.error_type = type(exc).__name__
 
 
-def _finish(deps: CollectDeps, job: JobResult, fence: int | None) -> None:
+def _finish(
+    deps: CollectDeps, job: JobResult, fence: int | None, progress: _Progress | None = None
+) -> None:
     job.finished_at = deps.clock.now()
     expires_at = job.finished_at + timedelta(days=deps.settings.record_ttl_days)
+    buckets = None
+    if progress is not None:
+        job.lag_seconds = int((job.finished_at - progress.watermark).total_seconds())
+        buckets = record_run(
+            progress.before.health_buckets, job.finished_at, job.status is JobStatus.ERROR
+        )
+        previous = progress.before.health
+        health = assess(
+            buckets, job.finished_at, HealthStatus(str(previous["status"])) if previous else None
+        )
+        job.health = health.to_json()
+        if health.recovered:
+            logger.info("source recovered", extra={"source_id": job.source_id, **job.health})
     try:
-        deps.state.record_result(job, expires_at=expires_at, fence=fence)
+        deps.state.record_result(job, expires_at=expires_at, fence=fence, health_buckets=buckets)
     except LeaseLostError:
         logger.warning("lease lost: job kept in the history, sync state left to the new holder",
                        extra={"job_id": job.job_id, "source_id": job.source_id})

@@ -242,9 +242,14 @@ class DynamoStateStore:
         )
 
     def record_result(
-        self, job: JobResult, *, expires_at: datetime, fence: int | None = None
+        self,
+        job: JobResult,
+        *,
+        expires_at: datetime,
+        fence: int | None = None,
+        health_buckets: Mapping[int, tuple[int, int]] | None = None,
     ) -> None:
-        summary = job_to_dict(job)
+        summary = _decimals(job_to_dict(job))
         self.table.call(
             "put_item",
             TableName=self.table.name,
@@ -271,6 +276,10 @@ class DynamoStateStore:
         else:
             expression = "SET last_job = :job, last_success_at = :at, consecutive_failures = :zero"
             attribute_values[":zero"] = 0
+        if health_buckets is not None:
+            expression += ", health_buckets = :buckets, health = :health"
+            attribute_values[":buckets"] = {str(k): list(v) for k, v in health_buckets.items()}
+            attribute_values[":health"] = _decimals(job.health)
         request: dict[str, Any] = {}
         if fence is not None:
             request["ConditionExpression"] = "lease_token = :fence"
@@ -521,6 +530,17 @@ def _checkpoint_item(source_id: str, checkpoint: Checkpoint) -> Item:
     }
 
 
+def _decimals(value: Any) -> Any:
+    """Floats (a failure rate) as Decimal: DynamoDB numbers refuse floats."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    return value
+
+
 def job_to_dict(job: JobResult) -> dict[str, Any]:
     """A job result as plain JSON-friendly values (times RFC 3339)."""
     out: dict[str, Any] = {}
@@ -594,6 +614,10 @@ def _state_from_item(source_id: str, item: Item) -> SyncState:
         last_error_at=moment("last_error_at"),
         consecutive_failures=int(item.get("consecutive_failures", 0)),
         last_job=_plain(last_job) if last_job else None,
+        health_buckets={
+            int(k): (int(v[0]), int(v[1])) for k, v in item.get("health_buckets", {}).items()
+        },
+        health=_plain(item["health"]) if item.get("health") else None,
     )
 
 

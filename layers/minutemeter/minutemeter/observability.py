@@ -1,0 +1,62 @@
+"""What the collector reports to CloudWatch: one EMF document per run, dimension ``SourceId``.
+
+EMF allows one dimension set per document, and a collector invocation serves one source, so
+every metric of a run shares the same ``SourceId`` dimension and is flushed once. The names
+here are the contract with template.yaml's alarms and dashboard (tests/template checks both
+ways).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minutemeter.domain.model import JobResult, JobStatus
+
+NAMESPACE = "Minutemeter"
+SOURCE_DIMENSION = "SourceId"
+
+# name -> CloudWatch unit
+COLLECTOR_METRICS: dict[str, str] = {
+    "ProcessedSamples": "Count",
+    "WrittenMinutes": "Count",
+    "ReplayedMinutes": "Count",
+    "QuarantinedSamples": "Count",
+    "CounterResets": "Count",
+    "RunDuration": "Milliseconds",
+    "RunFailures": "Count",
+    "LeaseSkips": "Count",
+    "LagSeconds": "Seconds",
+    "FailureRate": "Percent",
+}
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    name: str
+    unit: str
+    value: float
+
+
+def collector_metrics(job: JobResult) -> list[MetricPoint]:
+    """The metrics of one collector run (a skipped run reports only that it skipped)."""
+    skipped = job.status is JobStatus.SKIPPED
+    values: dict[str, float] = {"LeaseSkips": 1.0 if skipped else 0.0}
+    if not skipped:
+        values.update(
+            ProcessedSamples=job.processed_samples,
+            WrittenMinutes=job.written_minutes,
+            ReplayedMinutes=job.replayed_minutes,
+            QuarantinedSamples=job.quarantined_samples,
+            CounterResets=job.counter_resets,
+            RunFailures=1.0 if job.status is JobStatus.ERROR else 0.0,
+        )
+        if job.finished_at is not None:
+            duration = (job.finished_at - job.started_at).total_seconds() * 1000
+            values["RunDuration"] = round(duration, 3)
+    if job.lag_seconds is not None:
+        values["LagSeconds"] = job.lag_seconds
+    if job.health is not None:
+        rate = job.health.get("failure_rate")
+        if isinstance(rate, int | float):
+            values["FailureRate"] = round(100.0 * rate, 2)
+    return [MetricPoint(name, COLLECTOR_METRICS[name], float(v)) for name, v in values.items()]
