@@ -438,11 +438,13 @@ def test_status_json_and_table(cli: Cli, counters_exporter: SampleExporter) -> N
     code, table = cli.run("status", "--table")
     assert code == 0
     header, rule, row = table.splitlines()
-    assert header.split() == ["source", "watermark", "lag", "s", "last", "run", "written",
-                              "replayed", "quarantined", "failures", "last", "error"]
+    assert header.split() == ["source", "watermark", "lag", "s", "last", "run", "health",
+                              "fail", "rate", "written", "replayed", "quarantined", "failures",
+                              "last", "error"]
     assert set(rule.replace(" ", "")) == {"-"}
-    assert row.split() == ["s1", "2026-11-22T10:39:00Z", "60", "ok", str(job["written_minutes"]),
-                           "0", "0", "0", "-"]
+    # one run, ok: the health window widened to 150 minutes looking for three runs
+    assert row.split() == ["s1", "2026-11-22T10:39:00Z", "60", "ok", "healthy", "0%", "of", "1",
+                           "in", "150m", str(job["written_minutes"]), "0", "0", "0", "-"]
 
 
 @pytest.mark.parametrize(

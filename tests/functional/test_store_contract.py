@@ -14,6 +14,7 @@ import pytest
 from minutemeter.domain.errors import QuotaConflictError, SourceNotFoundError
 from minutemeter.domain.model import (
     BillingProfile,
+    BucketRef,
     Checkpoint,
     JobResult,
     JobStatus,
@@ -25,7 +26,7 @@ from minutemeter.domain.model import (
     SourceConfig,
 )
 from minutemeter.domain.rating import included_total, plan_entries
-from minutemeter.ports import BucketRef, LedgerFilter
+from minutemeter.ports import LedgerFilter
 from tests.support.backends import Backend
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)

@@ -16,9 +16,11 @@ from minutemeter.domain.errors import (
     QuotaConflictError,
     SourceNotFoundError,
 )
+from minutemeter.domain.ids import entry_ref
 from minutemeter.domain.lease import lease_until, may_take_over
 from minutemeter.domain.model import (
     BillingProfile,
+    BucketRef,
     Checkpoint,
     ClockVerdict,
     JobResult,
@@ -31,7 +33,7 @@ from minutemeter.domain.model import (
     SourceConfig,
     SyncState,
 )
-from minutemeter.ports import BucketRef, LeaseGrant, LedgerFilter, PutOutcome
+from minutemeter.ports import LeaseGrant, LedgerFilter, PutOutcome
 
 
 class FakeLedgerStore:
@@ -63,9 +65,7 @@ class FakeLedgerStore:
     def put_entries(self, entries: Sequence[LedgerEntry]) -> PutOutcome:
         written = existed = 0
         for entry in entries:
-            ref = BucketRef(
-                entry.source_id, entry.usage.node_id, entry.usage.account_id, entry.usage.minute
-            )
+            ref = entry_ref(entry)
             with self._lock:
                 self.writes += 1
                 if ref in self.entries:
@@ -77,9 +77,7 @@ class FakeLedgerStore:
 
     def write_reserved(self, entries: Sequence[LedgerEntry]) -> int:
         for entry in entries:
-            ref = BucketRef(
-                entry.source_id, entry.usage.node_id, entry.usage.account_id, entry.usage.minute
-            )
+            ref = entry_ref(entry)
             with self._lock:
                 self.writes += 1
                 previous = self.entries.get(ref)
@@ -92,7 +90,7 @@ class FakeLedgerStore:
         with self._lock:
             entries = list(self.entries.values())
         for entry in sorted(entries, key=lambda e: (e.source_id, e.usage.account_id,
-                                                    e.usage.minute)):
+                                                    e.usage.minute, entry_ref(e).variant)):
             if selection.source_id and entry.source_id != selection.source_id:
                 continue
             if selection.account_id and entry.usage.account_id != selection.account_id:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from minutemeter.domain.model import (
     BillingProfile,
+    BucketRef,
     Checkpoint,
     ClockVerdict,
     JobResult,
@@ -50,16 +51,6 @@ class Exporter(Protocol):
     def fetch_page(self, source: SourceConfig, window: Window, cursor: str | None) -> Page:
         """One page of ``[window.since, window.until)``; raises ``ExporterError`` or
         ``SourceProtocolError`` for transport failures and malformed bodies."""
-
-
-@dataclass(frozen=True)
-class BucketRef:
-    """The key of one minute bucket (and of its ledger entry)."""
-
-    source_id: str
-    node_id: str
-    account_id: str
-    minute: datetime
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 import uuid
 from datetime import datetime
 
+from minutemeter.domain.model import BucketRef, CorrectionSpec, LedgerEntry, MinuteUsage
 from minutemeter.domain.timeutil import format_second
 
 LEDGER_NAMESPACE = uuid.UUID("6b3f7a52-3c1e-5d8a-9f43-2a1b8c7d9e10")
@@ -22,6 +23,15 @@ def ledger_id(source_id: str, node_id: str, account_id: str, minute: datetime) -
     return str(uuid.uuid5(LEDGER_NAMESPACE, bucket_key(source_id, node_id, account_id, minute)))
 
 
+def correction_id(
+    source_id: str, node_id: str, account_id: str, minute: datetime, target_bytes: int
+) -> str:
+    """UUIDv5 over the bucket key and the total the correction brings it to: the same
+    reconcile, run twice or by two callers at once, names the same correction."""
+    key = bucket_key(source_id, node_id, account_id, minute)
+    return str(uuid.uuid5(LEDGER_NAMESPACE, f"{key}#correction#{target_bytes}"))
+
+
 def batch_id(
     run_id: str, account_id: str, month: str, first_minute: datetime, quota_version: int
 ) -> str:
@@ -34,3 +44,16 @@ def content_digest(*parts: object) -> str:
     """A short stable digest of JSON-serialisable parts (for quarantine and event records)."""
     text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def item_ref(source_id: str, item: MinuteUsage | CorrectionSpec) -> BucketRef:
+    """The ledger key of a bucket's usage entry, or of a correction of it."""
+    if isinstance(item, CorrectionSpec):
+        usage, variant = item.usage, f"C{item.target_bytes}"
+    else:
+        usage, variant = item, ""
+    return BucketRef(source_id, usage.node_id, usage.account_id, usage.minute, variant)
+
+
+def entry_ref(entry: LedgerEntry) -> BucketRef:
+    return item_ref(entry.source_id, entry.correction or entry.usage)

@@ -211,6 +211,30 @@ class MinuteUsage:
 
 
 @dataclass(frozen=True)
+class BucketRef:
+    """The key of one minute bucket (and of its ledger entry)."""
+
+    source_id: str
+    node_id: str
+    account_id: str
+    minute: datetime
+    variant: str = ""  # "" for the usage entry, "C<target bytes>" for a correction
+
+
+@dataclass(frozen=True)
+class CorrectionSpec:
+    """A correction of one bucket found by reconcile: ``usage.bytes`` is the signed difference
+    that brings the bucket's ledger total to ``target_bytes``."""
+
+    usage: MinuteUsage
+    target_bytes: int
+    included_before: int  # included bytes the bucket's entries hold so far
+    corrects: str | None  # ledger id of the bucket's usage entry, if it has one
+    reason: str  # missing | different | unexplained
+    reconcile_id: str
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
     """A billing fact for one minute bucket. ``ledger_id`` is UUIDv5 over the bucket key."""
 
@@ -228,6 +252,7 @@ class LedgerEntry:
     collected_at: datetime
     kind: str = "usage"
     clock_bound_ms: Decimal | None = None
+    correction: CorrectionSpec | None = None  # set on kind "correction"
 
 
 @dataclass(frozen=True)
@@ -248,6 +273,7 @@ class QuotaPlan:
     collected_at: datetime
     usages: tuple[MinuteUsage, ...]
     clock_bound_ms: Decimal | None = None
+    corrections: tuple[CorrectionSpec, ...] = ()
 
 
 @dataclass(frozen=True)

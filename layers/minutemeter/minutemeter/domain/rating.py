@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Context, Decimal, Inexact, Rounded
 
-from minutemeter.domain.ids import ledger_id
+from minutemeter.domain.ids import correction_id, ledger_id
 from minutemeter.domain.model import BillingProfile, LedgerEntry, QuotaPlan
 
 # DynamoDB numbers hold 38 significant digits; an amount that needs more is a pricing error,
@@ -27,6 +27,8 @@ def plan_entries(plan: QuotaPlan) -> list[LedgerEntry]:
     a crash write identical entries. ``plan.used_before`` is the month's included bytes already
     used before this reservation.
     """
+    if plan.corrections:
+        return _correction_entries(plan)
     used = plan.used_before
     limit = plan.profile.included_bytes
     entries: list[LedgerEntry] = []
@@ -48,6 +50,46 @@ def plan_entries(plan: QuotaPlan) -> list[LedgerEntry]:
                 run_id=plan.run_id,
                 collected_at=plan.collected_at,
                 clock_bound_ms=plan.clock_bound_ms,
+            )
+        )
+        used += included
+    return entries
+
+
+def _correction_entries(plan: QuotaPlan) -> list[LedgerEntry]:
+    """Corrections, in minute order: an increase takes included bytes from what is left of the
+    month's quota; a decrease gives back at most what its bucket holds. Later minutes are not
+    re-rated (the ledger is append-only); a decrease frees quota for usage still to come."""
+    used = plan.used_before
+    limit = plan.profile.included_bytes
+    entries: list[LedgerEntry] = []
+    for spec in sorted(plan.corrections, key=lambda c: (c.usage.minute, c.usage.node_id)):
+        delta = spec.usage.bytes
+        if delta >= 0:
+            included = min(delta, max(0, limit - used))
+        else:
+            included = -min(-delta, spec.included_before)
+        billable = delta - included
+        usage = spec.usage
+        entries.append(
+            LedgerEntry(
+                ledger_id=correction_id(
+                    plan.source_id, usage.node_id, usage.account_id, usage.minute,
+                    spec.target_bytes,
+                ),
+                source_id=plan.source_id,
+                usage=usage,
+                included_bytes=included,
+                billable_bytes=billable,
+                amount=price(billable, plan.profile),
+                profile=plan.profile,
+                quota_month=plan.month,
+                quota_before=used,
+                batch_id=plan.batch_id,
+                run_id=plan.run_id,
+                collected_at=plan.collected_at,
+                kind="correction",
+                correction=spec,
             )
         )
         used += included

@@ -29,11 +29,16 @@ from datetime import datetime
 from decimal import Decimal
 
 from minutemeter.domain.errors import ConcurrentUpdateError, QuotaConflictError
-from minutemeter.domain.ids import batch_id
-from minutemeter.domain.model import BillingProfile, MinuteUsage, QuotaPlan
+from minutemeter.domain.ids import batch_id, entry_ref, item_ref
+from minutemeter.domain.model import (
+    BillingProfile,
+    CorrectionSpec,
+    MinuteUsage,
+    QuotaPlan,
+)
 from minutemeter.domain.rating import included_total, plan_entries
 from minutemeter.domain.timeutil import month_of
-from minutemeter.ports import BucketRef, LedgerStore
+from minutemeter.ports import LedgerStore
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +70,7 @@ class CommitContext:
 
 def commit_buckets(
     ledger: LedgerStore,
-    buckets: Sequence[MinuteUsage],
+    buckets: Sequence[MinuteUsage | CorrectionSpec],
     profiles: Mapping[str, BillingProfile],
     default_profile: BillingProfile,
     context: CommitContext,
@@ -73,13 +78,14 @@ def commit_buckets(
     concurrency: int,
     guard: Callable[[], None] | None = None,
 ) -> CommitTotals:
-    """Commit ``buckets`` exactly once; accounts in parallel, each account's months in order.
+    """Commit ``buckets`` (or corrections) exactly once; accounts in parallel, each account's
+    months in order.
 
     ``guard`` runs before each account (the run's lease check: it raises to stop the run).
     """
-    by_account: dict[str, list[MinuteUsage]] = defaultdict(list)
+    by_account: dict[str, list[_Item]] = defaultdict(list)
     for bucket in buckets:
-        by_account[bucket.account_id].append(bucket)
+        by_account[_usage_of(bucket).account_id].append(bucket)
 
     def commit_account(account_id: str) -> CommitTotals:
         if guard is not None:
@@ -103,23 +109,28 @@ def commit_buckets(
 
 def commit_group(
     ledger: LedgerStore,
-    usages: Sequence[MinuteUsage],
+    items: Sequence[MinuteUsage | CorrectionSpec],
     profile: BillingProfile,
     context: CommitContext,
 ) -> CommitTotals:
-    """Run the protocol for buckets of one account and one month (at most MAX_PLAN_ENTRIES)."""
-    account_id = usages[0].account_id
-    month = month_of(usages[0].minute)
+    """Run the protocol for buckets (or corrections) of one account and one month (at most
+    MAX_PLAN_ENTRIES)."""
+    first = _usage_of(items[0])
+    account_id, month = first.account_id, month_of(first.minute)
     for _attempt in range(MAX_RESERVE_ATTEMPTS):
         quota = ledger.get_quota(account_id, month)
         completed = finish_pending(ledger, quota.pending) if quota.pending else 0
-        existing = ledger.existing_buckets([_ref(context.source_id, u) for u in usages])
-        new = tuple(u for u in usages if _ref(context.source_id, u) not in existing)
-        replayed = len(usages) - len(new)
+        existing = ledger.existing_buckets([item_ref(context.source_id, i) for i in items])
+        new = [i for i in items if item_ref(context.source_id, i) not in existing]
+        replayed = len(items) - len(new)
         if not new:
             return CommitTotals(written=0, replayed=replayed, completed_for_others=completed)
+        corrections = tuple(i for i in new if isinstance(i, CorrectionSpec))
+        usages = tuple(i for i in new if isinstance(i, MinuteUsage))
         plan = QuotaPlan(
-            batch_id=batch_id(context.run_id, account_id, month, new[0].minute, quota.version),
+            batch_id=batch_id(
+                context.run_id, account_id, month, _usage_of(new[0]).minute, quota.version
+            ),
             source_id=context.source_id,
             account_id=account_id,
             month=month,
@@ -127,8 +138,9 @@ def commit_group(
             profile=profile,
             run_id=context.run_id,
             collected_at=context.collected_at,
-            usages=new,
+            usages=usages,
             clock_bound_ms=context.clock_bound_ms,
+            corrections=corrections,
         )
         try:
             ledger.reserve_quota(
@@ -149,7 +161,7 @@ def commit_group(
 def finish_pending(ledger: LedgerStore, plan: QuotaPlan) -> int:
     """Write the entries of a pending reservation that are still missing; return how many."""
     entries = plan_entries(plan)
-    refs = {_ref(plan.source_id, e.usage): e for e in entries}
+    refs = {entry_ref(e): e for e in entries}
     existing = ledger.existing_buckets(list(refs))
     missing = [entry for ref, entry in refs.items() if ref not in existing]
     if not missing:
@@ -161,11 +173,11 @@ def finish_pending(ledger: LedgerStore, plan: QuotaPlan) -> int:
     return ledger.put_entries(missing).written
 
 
-def _plan_groups(usages: Sequence[MinuteUsage]) -> list[list[MinuteUsage]]:
-    by_month: dict[str, list[MinuteUsage]] = defaultdict(list)
-    for usage in sorted(usages, key=lambda u: (u.minute, u.node_id)):
-        by_month[month_of(usage.minute)].append(usage)
-    groups: list[list[MinuteUsage]] = []
+def _plan_groups(usages: Sequence[_Item]) -> list[list[_Item]]:
+    by_month: dict[str, list[_Item]] = defaultdict(list)
+    for item in sorted(usages, key=lambda i: (_usage_of(i).minute, _usage_of(i).node_id)):
+        by_month[month_of(_usage_of(item).minute)].append(item)
+    groups: list[list[_Item]] = []
     for month in sorted(by_month):
         items = by_month[month]
         groups.extend(
@@ -174,6 +186,8 @@ def _plan_groups(usages: Sequence[MinuteUsage]) -> list[list[MinuteUsage]]:
     return groups
 
 
-def _ref(source_id: str, usage: MinuteUsage) -> BucketRef:
-    return BucketRef(source_id, usage.node_id, usage.account_id, usage.minute)
+_Item = MinuteUsage | CorrectionSpec
 
+
+def _usage_of(item: _Item) -> MinuteUsage:
+    return item.usage if isinstance(item, CorrectionSpec) else item

@@ -19,19 +19,26 @@ from botocore.exceptions import ClientError
 
 from minutemeter.adapters.dynamo.base import DynamoTable, Item, error_code, to_wire, values
 from minutemeter.domain.errors import QuotaConflictError, StoreError
+from minutemeter.domain.ids import entry_ref
 from minutemeter.domain.model import (
     BillingProfile,
+    BucketRef,
+    CorrectionSpec,
     LedgerEntry,
     MinuteUsage,
     QuotaPlan,
     QuotaState,
 )
 from minutemeter.domain.timeutil import format_instant, format_second, parse_rfc3339
-from minutemeter.ports import BucketRef, LedgerFilter, PutOutcome
+from minutemeter.ports import LedgerFilter, PutOutcome
 
 
-def entry_key(source_id: str, node_id: str, account_id: str, minute: datetime) -> dict[str, str]:
-    return {"pk": f"ENTRY#{source_id}#{account_id}", "sk": f"{format_second(minute)}#{node_id}"}
+def entry_key(
+    source_id: str, node_id: str, account_id: str, minute: datetime, variant: str = ""
+) -> dict[str, str]:
+    """A bucket's usage entry, or (``variant`` ``C<target>``) a correction of it."""
+    sk = f"{format_second(minute)}#{node_id}" + (f"#{variant}" if variant else "")
+    return {"pk": f"ENTRY#{source_id}#{account_id}", "sk": sk}
 
 
 def quota_key(account_id: str, month: str) -> dict[str, str]:
@@ -89,7 +96,8 @@ class DynamoLedgerStore:
 
     def existing_buckets(self, refs: Sequence[BucketRef]) -> set[BucketRef]:
         by_key = {
-            _key_tuple(entry_key(r.source_id, r.node_id, r.account_id, r.minute)): r for r in refs
+            _key_tuple(entry_key(r.source_id, r.node_id, r.account_id, r.minute, r.variant)): r
+            for r in refs
         }
         found = self.table.batch_get(
             [dict(pk=pk, sk=sk) for pk, sk in by_key], projection="pk, sk"
@@ -165,8 +173,10 @@ def _key_tuple(key: dict[str, str]) -> tuple[str, str]:
 
 def _entry_to_item(entry: LedgerEntry) -> Item:
     usage = entry.usage
+    ref = entry_ref(entry)
     return {
-        **entry_key(entry.source_id, usage.node_id, usage.account_id, usage.minute),
+        **entry_key(entry.source_id, usage.node_id, usage.account_id, usage.minute, ref.variant),
+        **_correction_to_item(entry.correction),
         "type": "entry",
         "kind": entry.kind,
         "ledger_id": entry.ledger_id,
@@ -222,6 +232,32 @@ def _entry_from_item(item: Item) -> LedgerEntry:
         collected_at=parse_rfc3339(item["collected_at"]),
         kind=str(item.get("kind", "usage")),
         clock_bound_ms=_optional_decimal(item.get("clock_bound_ms")),
+        correction=_correction_from_item(item, usage),
+    )
+
+
+def _correction_to_item(spec: CorrectionSpec | None) -> Item:
+    if spec is None:
+        return {}
+    return {
+        "target_bytes": spec.target_bytes,
+        "included_before": spec.included_before,
+        "corrects": spec.corrects,
+        "reason": spec.reason,
+        "reconcile_id": spec.reconcile_id,
+    }
+
+
+def _correction_from_item(item: Item, usage: MinuteUsage) -> CorrectionSpec | None:
+    if item.get("kind") != "correction":
+        return None
+    return CorrectionSpec(
+        usage=usage,
+        target_bytes=int(item["target_bytes"]),
+        included_before=int(item["included_before"]),
+        corrects=item.get("corrects"),
+        reason=str(item["reason"]),
+        reconcile_id=str(item["reconcile_id"]),
     )
 
 
@@ -255,50 +291,69 @@ def _plan_to_item(plan: QuotaPlan) -> Item:
         "collected_at": format_instant(plan.collected_at),
         "clock_bound_ms": plan.clock_bound_ms,
         **_profile_to_item(plan.profile),
-        "usages": [
-            [
-                u.node_id,
-                _micros(u.minute),
-                u.bytes,
-                u.counter_start,
-                u.counter_end,
-                _micros(u.first_taken_at),
-                _micros(u.last_taken_at),
-                u.samples,
-                u.resets,
-            ]
-            for u in plan.usages
+        "usages": [_usage_row(u) for u in plan.usages],
+        "corrections": [
+            [*_usage_row(c.usage), c.target_bytes, c.included_before, c.corrects or "",
+             c.reason, c.reconcile_id]
+            for c in plan.corrections
         ],
     }
 
 
+def _usage_row(u: MinuteUsage) -> list[Any]:
+    return [
+        u.node_id,
+        _micros(u.minute),
+        u.bytes,
+        u.counter_start,
+        u.counter_end,
+        _micros(u.first_taken_at),
+        _micros(u.last_taken_at),
+        u.samples,
+        u.resets,
+    ]
+
+
+def _usage_from_row(account_id: str, row: list[Any]) -> MinuteUsage:
+    return MinuteUsage(
+        node_id=str(row[0]),
+        account_id=account_id,
+        minute=_from_micros(row[1]),
+        bytes=int(row[2]),
+        counter_start=int(row[3]),
+        counter_end=int(row[4]),
+        first_taken_at=_from_micros(row[5]),
+        last_taken_at=_from_micros(row[6]),
+        samples=int(row[7]),
+        resets=int(row[8]),
+    )
+
+
 def _plan_from_item(item: Item) -> QuotaPlan:
-    usages = tuple(
-        MinuteUsage(
-            node_id=str(row[0]),
-            account_id=str(item["account_id"]),
-            minute=_from_micros(row[1]),
-            bytes=int(row[2]),
-            counter_start=int(row[3]),
-            counter_end=int(row[4]),
-            first_taken_at=_from_micros(row[5]),
-            last_taken_at=_from_micros(row[6]),
-            samples=int(row[7]),
-            resets=int(row[8]),
+    account_id = str(item["account_id"])
+    corrections = tuple(
+        CorrectionSpec(
+            usage=_usage_from_row(account_id, row),
+            target_bytes=int(row[9]),
+            included_before=int(row[10]),
+            corrects=str(row[11]) or None,
+            reason=str(row[12]),
+            reconcile_id=str(row[13]),
         )
-        for row in item["usages"]
+        for row in item.get("corrections", [])
     )
     return QuotaPlan(
         batch_id=str(item["batch_id"]),
         source_id=str(item["source_id"]),
-        account_id=str(item["account_id"]),
+        account_id=account_id,
         month=str(item["month"]),
         used_before=int(item["used_before"]),
         profile=_profile_from_item(item),
         run_id=str(item["run_id"]),
         collected_at=parse_rfc3339(item["collected_at"]),
-        usages=usages,
+        usages=tuple(_usage_from_row(account_id, row) for row in item["usages"]),
         clock_bound_ms=_optional_decimal(item.get("clock_bound_ms")),
+        corrections=corrections,
     )
 
 
