@@ -86,6 +86,17 @@ class FakeLedgerStore:
                 self.entries[ref] = entry
         return len(entries)
 
+    def last_usage_before(
+        self, source_id: str, node_id: str, account_id: str, before: datetime
+    ) -> LedgerEntry | None:
+        with self._lock:
+            candidates = [
+                e for e in self.entries.values()
+                if e.kind == "usage" and e.source_id == source_id and e.usage.node_id == node_id
+                and e.usage.account_id == account_id and e.usage.minute < before
+            ]
+        return max(candidates, key=lambda e: e.usage.minute, default=None)
+
     def export(self, selection: LedgerFilter) -> Iterator[LedgerEntry]:
         with self._lock:
             entries = list(self.entries.values())
@@ -112,6 +123,8 @@ class FakeStateStore:
         self.jobs: dict[str, dict[str, dict[str, Any]]] = {}
         self.leases: dict[str, LeaseGrant] = {}
         self.verdict: ClockVerdict | None = None
+        self.reconcile_progress: dict[tuple[str, str], datetime] = {}
+        self.reconciles: dict[str, dict[str, dict[str, object]]] = {}
         self.tokens: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -224,6 +237,10 @@ class FakeStateStore:
                 if (source_id, node_id, a) in self.checkpoints
             }
 
+    def list_checkpoints(self, source_id: str) -> list[Checkpoint]:
+        with self._lock:
+            return [cp for key, cp in self.checkpoints.items() if key[0] == source_id]
+
     def advance_checkpoints(
         self, source_id: str, checkpoints: Iterable[Checkpoint], *, fence: int | None = None
     ) -> int:
@@ -260,6 +277,20 @@ class FakeStateStore:
                     "current_bytes": r.current_bytes, "policy": r.policy.value,
                     "billed_bytes": r.billed_bytes, "run_id": run_id,
                 }
+
+    def get_reconcile_progress(self, source_id: str, reconcile_id: str) -> datetime | None:
+        return self.reconcile_progress.get((source_id, reconcile_id))
+
+    def put_reconcile_progress(self, source_id: str, reconcile_id: str, until: datetime) -> None:
+        self.reconcile_progress[(source_id, reconcile_id)] = until
+
+    def record_reconcile(self, result: Mapping[str, object]) -> None:
+        key = f"{result['started_at']}#{result['run_id']}"
+        self.reconciles.setdefault(str(result["source_id"]), {})[key] = dict(result)
+
+    def list_reconciles(self, source_id: str, limit: int) -> list[dict[str, object]]:
+        runs = self.reconciles.get(source_id, {})
+        return [runs[k] for k in sorted(runs, reverse=True)][:limit]
 
     def put_clock_verdict(self, verdict: ClockVerdict) -> None:
         self.verdict = verdict

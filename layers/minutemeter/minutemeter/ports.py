@@ -105,6 +105,11 @@ class LedgerStore(Protocol):
     def export(self, selection: LedgerFilter) -> Iterator[LedgerEntry]:
         """Entries matching ``selection``; minutes in ``[since, until)``."""
 
+    def last_usage_before(
+        self, source_id: str, node_id: str, account_id: str, before: datetime
+    ) -> LedgerEntry | None:
+        """The latest usage entry (not a correction) of the node's account before ``before``."""
+
 
 class StateStore(Protocol):
     """Sources, their sync state, checkpoints, billing profiles and run records."""
@@ -181,6 +186,9 @@ class StateStore(Protocol):
         moved. With ``fence``, each batch is written only while the lease token is current,
         else ``LeaseLostError``."""
 
+    def list_checkpoints(self, source_id: str) -> list[Checkpoint]:
+        """Every (node, account) the source has reported."""
+
     def get_profiles(self, account_ids: Iterable[str]) -> Mapping[str, BillingProfile]: ...
 
     def put_profile(self, account_id: str, profile: BillingProfile) -> None: ...
@@ -198,6 +206,17 @@ class StateStore(Protocol):
         """Quarantine and reset records; idempotent (keyed by content)."""
 
     def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]: ...
+
+    def get_reconcile_progress(self, source_id: str, reconcile_id: str) -> datetime | None:
+        """How far a confirmed reconcile got (its chunks before this are done)."""
+
+    def put_reconcile_progress(self, source_id: str, reconcile_id: str, until: datetime) -> None:
+        ...
+
+    def record_reconcile(self, result: Mapping[str, object]) -> None:
+        """The audit record of one reconcile: who, when, window, dry run, result."""
+
+    def list_reconciles(self, source_id: str, limit: int) -> list[dict[str, object]]: ...
 
     def put_clock_verdict(self, verdict: ClockVerdict) -> None:
         """Store the latest drift verdict (one item, replaced each check)."""

@@ -23,13 +23,19 @@ def ledger_id(source_id: str, node_id: str, account_id: str, minute: datetime) -
     return str(uuid.uuid5(LEDGER_NAMESPACE, bucket_key(source_id, node_id, account_id, minute)))
 
 
+def correction_variant(sequence: int, target_bytes: int) -> str:
+    """``C<n>-<target>``: the bucket's n-th correction (from 0), bringing it to ``target``.
+    Two reconciles of the same history compute the same one; a later change of history gets
+    the next sequence number, so going back to an earlier total is a new correction too."""
+    return f"C{sequence}-{target_bytes}"
+
+
 def correction_id(
-    source_id: str, node_id: str, account_id: str, minute: datetime, target_bytes: int
+    source_id: str, node_id: str, account_id: str, minute: datetime, variant: str
 ) -> str:
-    """UUIDv5 over the bucket key and the total the correction brings it to: the same
-    reconcile, run twice or by two callers at once, names the same correction."""
+    """UUIDv5 over the bucket key and the correction's variant."""
     key = bucket_key(source_id, node_id, account_id, minute)
-    return str(uuid.uuid5(LEDGER_NAMESPACE, f"{key}#correction#{target_bytes}"))
+    return str(uuid.uuid5(LEDGER_NAMESPACE, f"{key}#{variant}"))
 
 
 def batch_id(
@@ -49,7 +55,7 @@ def content_digest(*parts: object) -> str:
 def item_ref(source_id: str, item: MinuteUsage | CorrectionSpec) -> BucketRef:
     """The ledger key of a bucket's usage entry, or of a correction of it."""
     if isinstance(item, CorrectionSpec):
-        usage, variant = item.usage, f"C{item.target_bytes}"
+        usage, variant = item.usage, correction_variant(item.sequence, item.target_bytes)
     else:
         usage, variant = item, ""
     return BucketRef(source_id, usage.node_id, usage.account_id, usage.minute, variant)

@@ -218,16 +218,18 @@ class BucketRef:
     node_id: str
     account_id: str
     minute: datetime
-    variant: str = ""  # "" for the usage entry, "C<target bytes>" for a correction
+    variant: str = ""  # "" for the usage entry, "C<sequence>-<target bytes>" for a correction
 
 
 @dataclass(frozen=True)
 class CorrectionSpec:
     """A correction of one bucket found by reconcile: ``usage.bytes`` is the signed difference
-    that brings the bucket's ledger total to ``target_bytes``."""
+    that brings the bucket's ledger total (usage entry plus earlier corrections) to
+    ``target_bytes``."""
 
     usage: MinuteUsage
     target_bytes: int
+    sequence: int  # corrections the bucket already has; with the target, names this one
     included_before: int  # included bytes the bucket's entries hold so far
     corrects: str | None  # ledger id of the bucket's usage entry, if it has one
     reason: str  # missing | different | unexplained

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Context, Decimal, Inexact, Rounded
 
-from minutemeter.domain.ids import correction_id, ledger_id
+from minutemeter.domain.ids import correction_id, correction_variant, ledger_id
 from minutemeter.domain.model import BillingProfile, LedgerEntry, QuotaPlan
 
 # DynamoDB numbers hold 38 significant digits; an amount that needs more is a pricing error,
@@ -75,7 +75,7 @@ def _correction_entries(plan: QuotaPlan) -> list[LedgerEntry]:
             LedgerEntry(
                 ledger_id=correction_id(
                     plan.source_id, usage.node_id, usage.account_id, usage.minute,
-                    spec.target_bytes,
+                    correction_variant(spec.sequence, spec.target_bytes),
                 ),
                 source_id=plan.source_id,
                 usage=usage,

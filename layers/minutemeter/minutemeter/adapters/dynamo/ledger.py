@@ -125,6 +125,25 @@ class DynamoLedgerStore:
         self.table.batch_put([_entry_to_item(entry) for entry in entries])
         return len(entries)
 
+    def last_usage_before(
+        self, source_id: str, node_id: str, account_id: str, before: datetime
+    ) -> LedgerEntry | None:
+        items = self.table.query(
+            KeyConditionExpression="pk = :pk AND sk < :before",
+            FilterExpression="kind = :usage AND node_id = :node",
+            ExpressionAttributeValues=values({
+                ":pk": f"ENTRY#{source_id}#{account_id}",
+                ":before": format_second(before),
+                ":usage": "usage",
+                ":node": node_id,
+            }),
+            ScanIndexForward=False,
+            ConsistentRead=True,
+        )
+        for item in items:  # newest first; the generator stops paging once one is found
+            return _entry_from_item(item)
+        return None
+
     def export(self, selection: LedgerFilter) -> Iterator[LedgerEntry]:
         low = format_second(selection.since) if selection.since else None
         high = format_second(selection.until) if selection.until else None
@@ -241,6 +260,7 @@ def _correction_to_item(spec: CorrectionSpec | None) -> Item:
         return {}
     return {
         "target_bytes": spec.target_bytes,
+        "sequence": spec.sequence,
         "included_before": spec.included_before,
         "corrects": spec.corrects,
         "reason": spec.reason,
@@ -254,6 +274,7 @@ def _correction_from_item(item: Item, usage: MinuteUsage) -> CorrectionSpec | No
     return CorrectionSpec(
         usage=usage,
         target_bytes=int(item["target_bytes"]),
+        sequence=int(item["sequence"]),
         included_before=int(item["included_before"]),
         corrects=item.get("corrects"),
         reason=str(item["reason"]),
@@ -294,7 +315,7 @@ def _plan_to_item(plan: QuotaPlan) -> Item:
         "usages": [_usage_row(u) for u in plan.usages],
         "corrections": [
             [*_usage_row(c.usage), c.target_bytes, c.included_before, c.corrects or "",
-             c.reason, c.reconcile_id]
+             c.reason, c.reconcile_id, c.sequence]
             for c in plan.corrections
         ],
     }
@@ -339,6 +360,7 @@ def _plan_from_item(item: Item) -> QuotaPlan:
             corrects=str(row[11]) or None,
             reason=str(row[12]),
             reconcile_id=str(row[13]),
+            sequence=int(row[14]),
         )
         for row in item.get("corrections", [])
     )

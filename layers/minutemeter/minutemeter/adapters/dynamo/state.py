@@ -325,6 +325,18 @@ class DynamoStateStore:
             for i in found
         }
 
+    def list_checkpoints(self, source_id: str) -> list[Checkpoint]:
+        items = self.table.query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=values({":pk": f"CP#{source_id}"}),
+            ConsistentRead=True,
+        )
+        return [
+            Checkpoint(str(i["node_id"]), str(i["account_id"]), int(i["total_bytes"]),
+                       parse_rfc3339(i["taken_at"]))
+            for i in items
+        ]
+
     def advance_checkpoints(
         self, source_id: str, checkpoints: Iterable[Checkpoint], *, fence: int | None = None
     ) -> int:
@@ -460,6 +472,43 @@ class DynamoStateStore:
         )
         if items:
             self.table.batch_put(items)
+
+    # -- reconcile ---------------------------------------------------------------------------
+    def get_reconcile_progress(self, source_id: str, reconcile_id: str) -> datetime | None:
+        item = self.table.get({"pk": f"RECONCILE#{source_id}", "sk": f"PROGRESS#{reconcile_id}"})
+        return parse_rfc3339(item["completed_until"]) if item else None
+
+    def put_reconcile_progress(self, source_id: str, reconcile_id: str, until: datetime) -> None:
+        self.table.call(
+            "put_item",
+            TableName=self.table.name,
+            Item=to_wire({
+                "pk": f"RECONCILE#{source_id}",
+                "sk": f"PROGRESS#{reconcile_id}",
+                "type": "reconcile_progress",
+                "completed_until": format_instant(until),
+            }),
+        )
+
+    def record_reconcile(self, result: Mapping[str, object]) -> None:
+        item = {
+            "pk": f"RECONCILE#{result['source_id']}",
+            "sk": f"RUN#{result['started_at']}#{result['run_id']}",
+            "type": "reconcile",
+            "result": _decimals(dict(result)),
+        }
+        self.table.call("put_item", TableName=self.table.name, Item=to_wire(item))
+
+    def list_reconciles(self, source_id: str, limit: int) -> list[dict[str, object]]:
+        response = self.table.call(
+            "query",
+            TableName=self.table.name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+            ExpressionAttributeValues=values({":pk": f"RECONCILE#{source_id}", ":run": "RUN#"}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [_plain(from_wire(i)["result"]) for i in response.get("Items", [])]
 
     # -- drift verdict -----------------------------------------------------------------------
     def put_clock_verdict(self, verdict: ClockVerdict) -> None:

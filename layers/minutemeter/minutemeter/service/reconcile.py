@@ -1,0 +1,355 @@
+"""Reconcile: recompute a billed window from the exporter, show what differs, correct it.
+
+The ledger is append-only: a difference becomes a correcting entry (its own deterministic id,
+a reason, the id of the entry it corrects) that moves the quota through the same reservation
+as usage. A window is worked in chunks; a confirmed reconcile records how far it got and
+resumes there when asked again with the same window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from minutemeter.domain.errors import InputError, LeaseHeldError, MinutemeterError
+from minutemeter.domain.ids import LEDGER_NAMESPACE
+from minutemeter.domain.model import (
+    Checkpoint,
+    CorrectionSpec,
+    LedgerEntry,
+    MinuteUsage,
+    SourceConfig,
+    SyncState,
+    Window,
+)
+from minutemeter.domain.protocol import PageSequence
+from minutemeter.domain.timeutil import format_second, is_minute_aligned
+from minutemeter.domain.usage import compute_usage
+from minutemeter.domain.validation import SampleRules, ValidationResult, validate_snapshots
+from minutemeter.domain.window import split_window
+from minutemeter.ports import Budget, LedgerFilter
+from minutemeter.service.collect import CollectDeps
+from minutemeter.service.commit import CommitContext, commit_buckets
+from minutemeter.service.lease import LeaseKeeper
+
+logger = logging.getLogger(__name__)
+
+MAX_WINDOW = timedelta(days=31)
+CHUNK = timedelta(hours=1)
+LOOKBACK = timedelta(minutes=10)  # where to find each counter's value at a chunk's start
+LEASE_WAIT_SECONDS = 20.0
+
+Progress = Callable[[int, int], None]  # (chunks done, chunks in all)
+BucketKey = tuple[str, str, datetime]  # (node, account, minute)
+
+
+@dataclass(frozen=True)
+class ReconcileRequest:
+    """A window to check; ``requested_by`` is who asked (the IAM principal, or the CLI user)."""
+
+    source_id: str
+    since: datetime
+    until: datetime
+    dry_run: bool
+    requested_by: str
+
+
+@dataclass(frozen=True)
+class Difference:
+    node_id: str
+    account_id: str
+    minute: datetime
+    ledger_bytes: int
+    exporter_bytes: int
+    reason: str  # missing | different | unexplained
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "node_id": self.node_id,
+            "account_id": self.account_id,
+            "minute": format_second(self.minute),
+            "ledger_bytes": self.ledger_bytes,
+            "exporter_bytes": self.exporter_bytes,
+            "difference_bytes": self.exporter_bytes - self.ledger_bytes,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class ReconcileResult:
+    reconcile_id: str
+    run_id: str
+    request: ReconcileRequest
+    started_at: datetime
+    status: str = "ok"  # ok | differences | corrected | partial | error
+    differences: list[Difference] = field(default_factory=list)
+    corrections_written: int = 0
+    corrections_replayed: int = 0
+    completed_until: datetime | None = None
+    chunks_done: int = 0
+    chunks_total: int = 0
+    finished_at: datetime | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+    def to_json(self, max_differences: int = 1000) -> dict[str, object]:
+        return {
+            "reconcile_id": self.reconcile_id,
+            "run_id": self.run_id,
+            "source_id": self.request.source_id,
+            "since": format_second(self.request.since),
+            "until": format_second(self.request.until),
+            "dry_run": self.request.dry_run,
+            "requested_by": self.request.requested_by,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "status": self.status,
+            "difference_count": len(self.differences),
+            "differences": [d.to_json() for d in self.differences[:max_differences]],
+            "corrections_written": self.corrections_written,
+            "corrections_replayed": self.corrections_replayed,
+            "completed_until": format_second(self.completed_until)
+            if self.completed_until else None,
+            "chunks_done": self.chunks_done,
+            "chunks_total": self.chunks_total,
+            "error": self.error,
+            "error_type": self.error_type,
+        }
+
+
+def reconcile_id(request: ReconcileRequest) -> str:
+    """Confirmed reconciles of one window share an id (that is how they resume); dry runs are
+    told apart by when they started."""
+    key = f"{request.source_id}/{format_second(request.since)}/{format_second(request.until)}"
+    return str(uuid.uuid5(LEDGER_NAMESPACE, f"reconcile/{key}"))
+
+
+def check_request(source: SourceConfig, state: SyncState, request: ReconcileRequest) -> None:
+    """Raise :class:`InputError` unless the window can be reconciled."""
+    if not (is_minute_aligned(request.since) and is_minute_aligned(request.until)):
+        raise InputError("since and until must be whole minutes (RFC 3339, seconds :00)")
+    if request.since >= request.until:
+        raise InputError("since must be before until")
+    if request.until - request.since > MAX_WINDOW:
+        raise InputError(f"a window is at most {MAX_WINDOW.days} days")
+    if request.since < source.start:
+        raise InputError(f"since is before the source's start {format_second(source.start)}")
+    mark = state.last_completed_until
+    if mark is None or request.until > mark:
+        raise InputError(
+            "until is beyond what the collector has billed "
+            f"(watermark {format_second(mark) if mark else 'none'}); reconcile billed minutes"
+        )
+
+
+def reconcile(
+    deps: CollectDeps,
+    request: ReconcileRequest,
+    *,
+    budget: Budget | None = None,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ReconcileResult:
+    """Compare (and unless ``dry_run``, correct) ``request``'s window; record who and what.
+
+    Raises :class:`InputError`/``SourceNotFoundError`` for a request that cannot run; every
+    other failure ends in a result with status ``error`` (or ``partial`` when some chunks
+    were done), recorded like the rest.
+    """
+    source = deps.state.get_source(request.source_id)
+    state = deps.state.get_state(request.source_id)
+    check_request(source, state, request)
+    now = deps.clock.now()
+    run_id = deps.clock.new_run_id()
+    rid = reconcile_id(request) if not request.dry_run else f"dry-{run_id}"
+    result = ReconcileResult(reconcile_id=rid, run_id=run_id, request=request, started_at=now)
+    window = Window(request.since, request.until)
+    if not request.dry_run:
+        done = deps.state.get_reconcile_progress(request.source_id, rid)
+        if done is not None and done > window.since:
+            logger.info("resuming reconcile", extra={"reconcile_id": rid, "from": str(done)})
+            window = Window(min(done, window.until), window.until)
+            result.completed_until = done
+    chunks = list(split_window(window, CHUNK))
+    result.chunks_total = len(chunks)
+    lease = None if request.dry_run else _take_lease(deps, source, rid, sleep)
+    try:
+        for chunk in chunks:
+            if budget is not None and (budget.remaining_seconds() or 1e9) < (
+                deps.settings.deadline_margin_seconds
+            ):
+                break
+            if lease is not None:
+                lease.check()
+            _reconcile_chunk(deps, source, state, chunk, now, result, lease)
+            result.chunks_done += 1
+            result.completed_until = chunk.until
+            if not request.dry_run:
+                deps.state.put_reconcile_progress(request.source_id, rid, chunk.until)
+            if progress is not None:
+                progress(result.chunks_done, result.chunks_total)
+        result.status = _status(result)
+    except MinutemeterError as exc:
+        result.status = "partial" if result.chunks_done else "error"
+        result.error, result.error_type = str(exc), type(exc).__name__
+    finally:
+        if lease is not None:
+            lease.release()
+        result.finished_at = deps.clock.now()
+        deps.state.record_reconcile(result.to_json(max_differences=200))
+    return result
+
+
+def _status(result: ReconcileResult) -> str:
+    if result.chunks_done < result.chunks_total:
+        return "partial"
+    if not result.differences:
+        return "ok"
+    return "differences" if result.request.dry_run else "corrected"
+
+
+def _take_lease(
+    deps: CollectDeps, source: SourceConfig, holder: str, sleep: Callable[[float], None]
+) -> LeaseKeeper:
+    """The source's lease, waiting behind a running collector for up to LEASE_WAIT_SECONDS."""
+    deadline = deps.clock.monotonic() + LEASE_WAIT_SECONDS
+    while True:
+        lease = LeaseKeeper(deps.state, deps.clock, source.source_id, holder=f"reconcile-{holder}",
+                            lease_seconds=source.lease_seconds,
+                            margin_seconds=deps.settings.lease_margin_seconds,
+                            heartbeat=deps.lease_heartbeat)
+        try:
+            lease.acquire()
+            return lease
+        except LeaseHeldError:
+            if deps.clock.monotonic() >= deadline:
+                raise
+            sleep(1.0)
+
+
+def _reconcile_chunk(
+    deps: CollectDeps,
+    source: SourceConfig,
+    state: SyncState,
+    chunk: Window,
+    now: datetime,
+    result: ReconcileResult,
+    lease: LeaseKeeper | None,
+) -> None:
+    truth = _recompute(deps, source, state, chunk, now)
+    accounts = {account for _, account, _ in truth}
+    accounts |= {c.account_id for c in deps.state.list_checkpoints(source.source_id)}
+    corrections: list[CorrectionSpec] = []
+    for account in sorted(accounts):
+        entries = list(deps.ledger.export(LedgerFilter(
+            source_id=source.source_id, account_id=account, since=chunk.since, until=chunk.until)))
+        for difference, spec in _compare(truth, entries, account, result.reconcile_id):
+            result.differences.append(difference)
+            if spec is not None:
+                corrections.append(spec)
+    if result.request.dry_run or not corrections:
+        return
+    totals = commit_buckets(
+        deps.ledger,
+        corrections,
+        deps.state.get_profiles({c.usage.account_id for c in corrections}),
+        deps.settings.default_profile,
+        CommitContext(source.source_id, result.reconcile_id, now),
+        concurrency=deps.settings.commit_concurrency,
+        guard=lease.check if lease is not None else None,
+    )
+    result.corrections_written += totals.written
+    result.corrections_replayed += totals.replayed
+
+
+def _recompute(
+    deps: CollectDeps, source: SourceConfig, state: SyncState, chunk: Window, now: datetime
+) -> dict[BucketKey, MinuteUsage]:
+    """The chunk's buckets as the exporter explains them now."""
+    fetched = Window(max(source.start, chunk.since - LOOKBACK), chunk.until)
+    rules = SampleRules(window=fetched, now=now,
+                        tolerance=timedelta(seconds=deps.settings.clock_tolerance_seconds),
+                        max_counter=deps.settings.max_counter_bytes)
+    pages = PageSequence(expected_node=source.node_id or state.node_id, expected_env=source.env)
+    validated = ValidationResult()
+    cursor: str | None = None
+    while True:
+        page = deps.exporter.fetch_page(source, fetched, cursor)
+        cursor = pages.accept(page)
+        validate_snapshots(page.snapshots, rules, validated)
+        if cursor is None:
+            break
+    node_id = pages.node_id or state.node_id or ""
+    before = [s for s in validated.snapshots if s.taken_at < chunk.since]
+    inside = [s for s in validated.snapshots if s.taken_at >= chunk.since]
+    references: dict[str, Checkpoint] = {}
+    for snapshot in before:
+        for sample in snapshot.samples:
+            references[sample.account_id] = Checkpoint(
+                node_id, sample.account_id, sample.total_bytes, sample.taken_at)
+    for account in {s.account_id for snap in inside for s in snap.samples} - references.keys():
+        last = deps.ledger.last_usage_before(source.source_id, node_id, account, chunk.since)
+        if last is not None:
+            references[account] = Checkpoint(
+                node_id, account, last.usage.counter_end, last.usage.last_taken_at)
+    baseline = state.baseline_taken_at
+    baseline_pending = False
+    if baseline is not None and chunk.since <= baseline < chunk.until:
+        baseline_pending = True
+        inside = [s for s in inside if s.taken_at >= baseline]
+    usage = compute_usage(inside, references, node_id=node_id, baseline_pending=baseline_pending,
+                          reset_policy=source.reset_policy)
+    return {(b.node_id, b.account_id, b.minute): b for b in usage.buckets
+            if chunk.since <= b.minute < chunk.until}
+
+
+def _compare(
+    truth: dict[BucketKey, MinuteUsage],
+    entries: list[LedgerEntry],
+    account: str,
+    rid: str,
+) -> list[tuple[Difference, CorrectionSpec | None]]:
+    """Per bucket of ``account``: the ledger's total (usage and corrections) against truth."""
+    totals: dict[BucketKey, int] = defaultdict(int)
+    included: dict[BucketKey, int] = defaultdict(int)
+    corrections: dict[BucketKey, int] = defaultdict(int)
+    usage_ids: dict[BucketKey, str] = {}
+    for entry in entries:
+        key = (entry.usage.node_id, entry.usage.account_id, entry.usage.minute)
+        totals[key] += entry.usage.bytes
+        included[key] += entry.included_bytes
+        if entry.kind == "correction":
+            corrections[key] += 1
+        else:
+            usage_ids[key] = entry.ledger_id
+    keys = {k for k in truth if k[1] == account} | set(totals)
+    out: list[tuple[Difference, CorrectionSpec | None]] = []
+    for key in sorted(keys, key=lambda k: (k[2], k[0])):
+        node_id, _, minute = key
+        expected = truth[key].bytes if key in truth else 0
+        billed = totals.get(key, 0)
+        if expected == billed:
+            continue
+        reason = "missing" if key not in totals else "unexplained" if expected == 0 else (
+            "different")
+        difference = Difference(node_id, account, minute, billed, expected, reason)
+        bucket = truth.get(key)
+        usage = MinuteUsage(
+            node_id=node_id, account_id=account, minute=minute, bytes=expected - billed,
+            counter_start=bucket.counter_start if bucket else 0,
+            counter_end=bucket.counter_end if bucket else 0,
+            first_taken_at=bucket.first_taken_at if bucket else minute,
+            last_taken_at=bucket.last_taken_at if bucket else minute,
+            samples=bucket.samples if bucket else 0,
+            resets=bucket.resets if bucket else 0,
+        )
+        spec = CorrectionSpec(usage=usage, target_bytes=expected, sequence=corrections[key],
+                              included_before=included[key], corrects=usage_ids.get(key),
+                              reason=reason, reconcile_id=rid)
+        out.append((difference, spec))
+    return out
