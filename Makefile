@@ -19,7 +19,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: setup demo test bench lint typecheck clean
 
-setup: $(SETUP_STAMP) $(DDB_LOCAL_PKG) java wheelhouse checkov-install
+setup: $(SETUP_STAMP) $(DDB_LOCAL_PKG) java ntp-tools wheelhouse checkov-install
 
 $(SETUP_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,12 +38,23 @@ java:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
 	fi
 
+# chrony (chronyd -x serves time without touching the clock) and faketime, for the drift tests
+.PHONY: ntp-tools
+ntp-tools:
+	@missing=""; \
+	command -v chronyd >/dev/null || [ -x /usr/sbin/chronyd ] || missing="$$missing chrony"; \
+	command -v faketime >/dev/null || missing="$$missing faketime"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing for the drift-check tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
 demo: setup
 	$(BIN)/python -m minutemeter.local.demo
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy layers/minutemeter/minutemeter functions
+	$(MAKE) --no-print-directory typecheck
 	$(BIN)/pytest
 
 bench: setup
@@ -52,8 +63,10 @@ bench: setup
 lint:
 	$(BIN)/ruff check .
 
+# Each handler is its own module named app (SAM's convention), so mypy sees them one at a time.
 typecheck:
-	$(BIN)/mypy layers/minutemeter/minutemeter functions
+	$(BIN)/mypy layers/minutemeter/minutemeter
+	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(LOCAL) .aws-sam

@@ -607,3 +607,68 @@ def test_disabling_an_unknown_source_creates_nothing(cli: Cli) -> None:
     code, out = cli.run("sources", "disable", "ghost")
     assert (code, out) == (1, "")
     assert cli.app.state.list_sources() == []
+
+
+def test_reconcile_dry_run_exits_5_on_differences_and_confirm_corrects_them(
+    cli: Cli, counters_exporter: SampleExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli.put_source(counters_exporter.url)
+    cli.json("collect", "s1")
+    window = ["--since", "2026-11-22T10:10:00Z", "--until", "2026-11-22T10:30:00Z"]
+    assert cli.json("reconcile", "s1", *window, "--dry-run")["status"] == "ok"
+
+    def raised(number: int, query: Any, document: dict[str, Any]) -> tuple[int, bytes]:
+        """The exporter now reports account 0 higher from 10:20 on (a corrected counter)."""
+        for snapshot in document["snapshots"]:
+            if snapshot["taken_at"] >= "2026-11-22T10:20":
+                for sample in snapshot["samples"]:
+                    if sample["account_id"] == ACCOUNTS[0]:
+                        sample["total_bytes"] += 5_000
+        return 200, json.dumps(document).encode()
+
+    counters_exporter.fault = raised
+    dry = cli.json("reconcile", "s1", *window, "--dry-run", code=5)
+    assert dry["status"] == "differences" and dry["difference_count"] == 1
+    (difference,) = dry["differences"]
+    assert (difference["account_id"], difference["minute"], difference["difference_bytes"]) == (
+        ACCOUNTS[0], "2026-11-22T10:20:00Z", 5_000)
+    confirmed = cli.json("reconcile", "s1", *window)
+    assert (confirmed["status"], confirmed["corrections_written"]) == ("corrected", 1)
+    assert cli.json("reconcile", "s1", *window, "--dry-run")["status"] == "ok"
+    entries = cli.lines("ledger", "export", "--account", ACCOUNTS[0])
+    (correction,) = [e for e in entries if e["kind"] == "correction"]
+    assert (correction["minute"], correction["bytes"]) == ("2026-11-22T10:20:00Z", 5_000)
+
+
+def test_reconcile_refuses_a_bad_window_with_exit_2(
+    cli: Cli, counters_exporter: SampleExporter
+) -> None:
+    cli.put_source(counters_exporter.url)
+    cli.json("collect", "s1")
+    code, out = cli.run("reconcile", "s1", "--since", "2026-11-22T10:10:30Z",
+                        "--until", "2026-11-22T10:30:00Z")
+    assert (code, out) == (2, "") and "whole minutes" in cli.err
+
+
+def test_exported_corrections_name_the_entry_they_correct(
+    cli: Cli, counters_exporter: SampleExporter
+) -> None:
+    cli.put_source(counters_exporter.url)
+    cli.json("collect", "s1")
+    counters_exporter.fault = lambda number, query, document: (200, json.dumps({
+        **document,
+        "snapshots": [s for s in document["snapshots"] if s["taken_at"] < "2026-11-22T10:15"],
+    }).encode())
+    cli.json("reconcile", "s1", "--since", "2026-11-22T10:15:00Z", "--until",
+             "2026-11-22T10:16:00Z")
+    entries = cli.lines("ledger", "export", "--source", "s1", "--since", "2026-11-22T10:15:00Z",
+                        "--until", "2026-11-22T10:16:00Z")
+    usage = {e["account_id"]: e for e in entries if e["kind"] == "usage"}
+    corrections = [e for e in entries if e["kind"] == "correction"]
+    assert len(corrections) == len(ACCOUNTS)  # the exporter no longer explains the minute
+    for correction in corrections:
+        original = usage[correction["account_id"]]
+        assert correction["corrects"] == original["ledger_id"]
+        assert correction["reason"] == "unexplained" and correction["target_bytes"] == 0
+        assert correction["bytes"] == -original["bytes"]
+        assert correction["included_bytes"] == -original["included_bytes"]

@@ -7,9 +7,11 @@ JSON (or JSON Lines) on stdout, logs on stderr. Exit status: 0 ok, 1 error, 2 ba
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -17,8 +19,9 @@ from typing import Any
 
 from minutemeter.adapters.dynamo.schema import create_tables
 from minutemeter.adapters.dynamo.state import job_to_dict
+from minutemeter.adapters.ntp import NtplibClient
 from minutemeter.bootstrap import App, bootstrap
-from minutemeter.domain.errors import ConfigError, InputError, MinutemeterError
+from minutemeter.domain.errors import ConfigError, InputError, LeaseHeldError, MinutemeterError
 from minutemeter.domain.model import (
     BillingProfile,
     ClockGuardAction,
@@ -30,10 +33,15 @@ from minutemeter.domain.timeutil import format_instant, format_second, parse_rfc
 from minutemeter.domain.validation import is_account_id
 from minutemeter.ports import LedgerFilter
 from minutemeter.presenters import decimal_text, entry_to_json, source_to_json, status_table
+from minutemeter.progress import ProgressBar
+from minutemeter.service.clock import Servers, check_clock
 from minutemeter.service.collect import collect_source
+from minutemeter.service.reconcile import ReconcileRequest, reconcile
 from minutemeter.service.sources import SourceChanges, put_source, source_status
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LEASE_HELD = 0, 1, 2, 3, 4
+EXIT_DIFFERENCES = 5
+EXIT_DRIFT = 6
 JOB_EXIT = {
     JobStatus.OK: EXIT_OK,
     JobStatus.PARTIAL: EXIT_PARTIAL,
@@ -55,6 +63,9 @@ def main(argv: Sequence[str] | None = None, app: App | None = None) -> int:
     except (InputError, ConfigError) as exc:
         print(f"minutemeter: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except LeaseHeldError as exc:
+        print(f"minutemeter: {exc}", file=sys.stderr)
+        return EXIT_LEASE_HELD
     except MinutemeterError as exc:
         print(f"minutemeter: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -149,6 +160,45 @@ def _collect(app: App, args: argparse.Namespace) -> int:
     return JOB_EXIT[job.status]
 
 
+def _reconcile(app: App, args: argparse.Namespace) -> int:
+    request = ReconcileRequest(
+        source_id=args.source_id,
+        since=parse_rfc3339(args.since, what="--since"),
+        until=parse_rfc3339(args.until, what="--until"),
+        dry_run=args.dry_run,
+        requested_by=args.requested_by,
+    )
+    bar = ProgressBar(sys.stderr, "reconcile")
+    result = reconcile(app.collect_deps, request, progress=bar.update)
+    bar.close()
+    _emit(result.to_json())
+    return RECONCILE_EXIT.get(result.status, EXIT_ERROR)
+
+
+RECONCILE_EXIT = {"ok": EXIT_OK, "corrected": EXIT_OK, "differences": EXIT_DIFFERENCES}
+
+
+ALARM_FINDINGS = frozenset({"offset", "bound", "tss-vs-ntp"})
+
+
+def _drift_check(app: App, args: argparse.Namespace) -> int:
+    servers = None
+    if args.tss or args.ntp:  # servers named here replace the configured ones
+        servers = Servers(tss=args.tss, ntp=tuple(args.ntp or ()), link_local=None)
+    report = check_clock(
+        app.settings, app.clock, NtplibClient(app.clock), time.sleep, servers=servers,
+        state=app.state if args.record else None, spacing_seconds=args.spacing,
+    )
+    document = report.to_dict()
+    _emit(document)
+    verdict = report.verdict
+    if verdict.valid_sources == 0:
+        return EXIT_ERROR
+    alarming = [f for f in verdict.findings
+                if f.code in ALARM_FINDINGS and f.level.value in {"warning", "critical"}]
+    return EXIT_DRIFT if alarming else EXIT_OK
+
+
 def _ledger_export(app: App, args: argparse.Namespace) -> int:
     selection = LedgerFilter(
         source_id=args.source,
@@ -230,6 +280,11 @@ def _status_document(
     return document
 
 
+def _operator() -> str:
+    """Who runs a local reconcile, for its audit record."""
+    return f"cli:{getpass.getuser()}"
+
+
 def _positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (argparse turns the ValueError into exit 2)."""
     value = int(text)
@@ -302,6 +357,27 @@ def _parser() -> argparse.ArgumentParser:
     collect = commands.add_parser("collect", help="one collector run for a source")
     collect.add_argument("source_id", metavar="ID")
     collect.set_defaults(handler=_collect)
+
+    check = commands.add_parser(
+        "reconcile", help="recompute a billed window and compare (and correct) the ledger")
+    check.add_argument("source_id", metavar="ID")
+    check.add_argument("--since", required=True, metavar="T", help="RFC 3339, whole minute")
+    check.add_argument("--until", required=True, metavar="T", help="RFC 3339, whole minute")
+    check.add_argument("--dry-run", action="store_true",
+                       help="show the differences only (exit 5 when there are some)")
+    check.add_argument("--requested-by", default=_operator(), help=argparse.SUPPRESS)
+    check.set_defaults(handler=_reconcile)
+
+    drift = commands.add_parser(
+        "drift-check", help="measure the local clock against the Time Sync Service and NTP")
+    drift.add_argument("--tss", metavar="HOST[:PORT]",
+                       help="the Time Sync Service (naming any server replaces the configured)")
+    drift.add_argument("--ntp", action="append", metavar="HOST[:PORT]", help="an NTP server")
+    drift.add_argument("--spacing", type=float, default=2.0, metavar="SECONDS",
+                       help="between samples to one server (never under 15 s to a pool server)")
+    drift.add_argument("--record", action="store_true",
+                       help="also store the verdict for the collectors' clock guard")
+    drift.set_defaults(handler=_drift_check)
 
     ledger = commands.add_parser("ledger", help="the ledger")
     ledger_cmd = ledger.add_subparsers(dest="action", required=True)

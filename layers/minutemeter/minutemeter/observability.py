@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minutemeter.domain.model import JobResult, JobStatus
+from minutemeter.service.drift import DriftReport
 
 NAMESPACE = "Minutemeter"
 SOURCE_DIMENSION = "SourceId"
@@ -60,3 +61,41 @@ def collector_metrics(job: JobResult) -> list[MetricPoint]:
         if isinstance(rate, int | float):
             values["FailureRate"] = round(100.0 * rate, 2)
     return [MetricPoint(name, COLLECTOR_METRICS[name], float(v)) for name, v in values.items()]
+
+
+# The drift check's metrics: no SourceId (one clock), one document per check.
+DRIFT_METRICS: dict[str, str] = {
+    "ClockOffset": "Milliseconds",  # signed: server minus local
+    "ClockOffsetAbs": "Milliseconds",
+    "ClockErrorBound": "Milliseconds",
+    "TssMinusPoolAbs": "Milliseconds",
+    "ValidSources": "Count",
+    "Falsetickers": "Count",
+    "KissOfDeath": "Count",
+    "NtpTimeouts": "Count",
+    "LinkLocalReachable": "Count",
+    "DriftCheckHeartbeat": "Count",
+}
+
+
+def drift_metrics(report: DriftReport) -> list[MetricPoint]:
+    """A check's metrics; an offset or bound it could not estimate is left out, not zero
+    (the heartbeat and ValidSources alarms speak for a check that learned nothing)."""
+    verdict = report.verdict
+    values: dict[str, float] = {
+        "ValidSources": verdict.valid_sources,
+        "Falsetickers": verdict.falsetickers,
+        "KissOfDeath": verdict.kod_count,
+        "NtpTimeouts": verdict.timeout_count,
+        "DriftCheckHeartbeat": 1,
+    }
+    if verdict.offset is not None:
+        values["ClockOffset"] = round(verdict.offset * 1000, 3)
+        values["ClockOffsetAbs"] = round(abs(verdict.offset) * 1000, 3)
+    if verdict.bound is not None:
+        values["ClockErrorBound"] = round(verdict.bound * 1000, 3)
+    if verdict.tss_minus_ntp is not None:
+        values["TssMinusPoolAbs"] = round(abs(verdict.tss_minus_ntp) * 1000, 3)
+    if report.link_local_reachable is not None:
+        values["LinkLocalReachable"] = 1 if report.link_local_reachable else 0
+    return [MetricPoint(name, DRIFT_METRICS[name], float(v)) for name, v in values.items()]

@@ -23,6 +23,7 @@ from minutemeter.domain.model import (
     SyncState,
     Window,
 )
+from minutemeter.domain.ntp_math import NtpReply
 
 
 class Clock(Protocol):
@@ -36,6 +37,17 @@ class Clock(Protocol):
 
     def new_run_id(self) -> str:
         """A fresh, unique id for one run."""
+
+
+class NtpClient(Protocol):
+    """One NTP exchange at a time (implemented by ``minutemeter.adapters.ntp.NtplibClient``)."""
+
+    def resolve(self, host: str) -> str:
+        """An IPv4 literal for ``host``; raises ``NtpResolveError``."""
+
+    def query(self, address: str, port: int = 123, *, timeout: float) -> NtpReply:
+        """One request to ``address:port`` (IPv4 literal) within ``timeout`` seconds; raises
+        ``NtpTimeoutError`` (incl. ``NtpOriginMismatchError``) or ``NtpTransportError``."""
 
 
 class Budget(Protocol):

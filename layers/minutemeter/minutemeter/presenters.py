@@ -42,8 +42,21 @@ def entry_to_json(entry: LedgerEntry) -> dict[str, Any]:
         "clock_bound_ms": (
             decimal_text(entry.clock_bound_ms) if entry.clock_bound_ms is not None else None
         ),
+        **_correction_json(entry),
         "run_id": entry.run_id,
         "batch_id": entry.batch_id,
+    }
+
+
+def _correction_json(entry: LedgerEntry) -> dict[str, Any]:
+    spec = entry.correction
+    if spec is None:
+        return {}
+    return {
+        "corrects": spec.corrects,
+        "reason": spec.reason,
+        "target_bytes": spec.target_bytes,
+        "reconcile_id": spec.reconcile_id,
     }
 
 

@@ -31,6 +31,16 @@ ENV_LEASE_MARGIN_SECONDS = "MINUTEMETER_LEASE_MARGIN_SECONDS"
 ENV_CLOCK_GUARD_REQUIRED = "MINUTEMETER_CLOCK_GUARD_REQUIRED"
 ENV_CLOCK_VERDICT_MAX_AGE_SECONDS = "MINUTEMETER_CLOCK_VERDICT_MAX_AGE_SECONDS"
 ENV_CLOCK_FALLBACK_ERROR_SECONDS = "MINUTEMETER_CLOCK_FALLBACK_ERROR_SECONDS"
+ENV_DRIFT_TSS = "MINUTEMETER_DRIFT_TSS"  # host[:port]; empty: no TSS
+ENV_DRIFT_NTP = "MINUTEMETER_DRIFT_NTP"  # comma-separated host[:port]
+ENV_DRIFT_LINK_LOCAL = "MINUTEMETER_DRIFT_LINK_LOCAL"  # empty: not probed
+ENV_DRIFT_SAMPLES = "MINUTEMETER_DRIFT_SAMPLES"
+ENV_DRIFT_BUDGET_SECONDS = "MINUTEMETER_DRIFT_BUDGET_SECONDS"
+ENV_DRIFT_WARNING_OFFSET_MS = "MINUTEMETER_DRIFT_WARNING_OFFSET_MS"
+ENV_DRIFT_CRITICAL_OFFSET_MS = "MINUTEMETER_DRIFT_CRITICAL_OFFSET_MS"
+ENV_DRIFT_CRITICAL_BOUND_MS = "MINUTEMETER_DRIFT_CRITICAL_BOUND_MS"
+ENV_DRIFT_TSS_VS_NTP_MS = "MINUTEMETER_DRIFT_TSS_VS_NTP_MS"
+ENV_EXTRA_LEAP_SECONDS = "MINUTEMETER_EXTRA_LEAP_SECONDS"  # "2027-06-30:+1,..."
 
 DEFAULT_LEDGER_TABLE = "minutemeter-ledger"
 DEFAULT_STATE_TABLE = "minutemeter-state"
@@ -67,6 +77,17 @@ class Settings:
     clock_guard_required: bool = False
     clock_verdict_max_age_seconds: int = 900
     clock_fallback_error_seconds: int = 30
+    # Drift check (service/drift.py); thresholds in ms, the alarms in template.yaml match them.
+    drift_tss: str | None = "time.aws.com"
+    drift_ntp: tuple[str, ...] = ("0.pool.ntp.org", "1.pool.ntp.org", "2.pool.ntp.org")
+    drift_link_local: str | None = "169.254.169.123"
+    drift_samples: int = 3
+    drift_budget_seconds: int = 40
+    drift_warning_offset_ms: int = 50
+    drift_critical_offset_ms: int = 500
+    drift_critical_bound_ms: int = 1000
+    drift_tss_vs_ntp_ms: int = 100
+    extra_leap_seconds: str = ""
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -111,6 +132,25 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         clock_fallback_error_seconds=_int(
             environ, ENV_CLOCK_FALLBACK_ERROR_SECONDS, base.clock_fallback_error_seconds
         ),
+        drift_tss=_optional(environ, ENV_DRIFT_TSS, base.drift_tss),
+        drift_ntp=tuple(
+            h.strip() for h in environ.get(ENV_DRIFT_NTP, ",".join(base.drift_ntp)).split(",")
+            if h.strip()
+        ),
+        drift_link_local=_optional(environ, ENV_DRIFT_LINK_LOCAL, base.drift_link_local),
+        drift_samples=_int(environ, ENV_DRIFT_SAMPLES, base.drift_samples),
+        drift_budget_seconds=_int(environ, ENV_DRIFT_BUDGET_SECONDS, base.drift_budget_seconds),
+        drift_warning_offset_ms=_int(
+            environ, ENV_DRIFT_WARNING_OFFSET_MS, base.drift_warning_offset_ms
+        ),
+        drift_critical_offset_ms=_int(
+            environ, ENV_DRIFT_CRITICAL_OFFSET_MS, base.drift_critical_offset_ms
+        ),
+        drift_critical_bound_ms=_int(
+            environ, ENV_DRIFT_CRITICAL_BOUND_MS, base.drift_critical_bound_ms
+        ),
+        drift_tss_vs_ntp_ms=_int(environ, ENV_DRIFT_TSS_VS_NTP_MS, base.drift_tss_vs_ntp_ms),
+        extra_leap_seconds=environ.get(ENV_EXTRA_LEAP_SECONDS, base.extra_leap_seconds),
     )
     _validate(settings)
     return settings
@@ -143,6 +183,18 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"{ENV_CLOCK_VERDICT_MAX_AGE_SECONDS} must be > 0")
     if not 0 <= settings.clock_fallback_error_seconds <= 3600:
         raise ConfigError(f"{ENV_CLOCK_FALLBACK_ERROR_SECONDS} must be between 0 and 3600")
+    if not 1 <= settings.drift_samples <= 10:
+        raise ConfigError(f"{ENV_DRIFT_SAMPLES} must be between 1 and 10")
+    if not 1 <= settings.drift_budget_seconds <= 600:
+        raise ConfigError(f"{ENV_DRIFT_BUDGET_SECONDS} must be between 1 and 600")
+    for name, value in (
+        (ENV_DRIFT_WARNING_OFFSET_MS, settings.drift_warning_offset_ms),
+        (ENV_DRIFT_CRITICAL_OFFSET_MS, settings.drift_critical_offset_ms),
+        (ENV_DRIFT_CRITICAL_BOUND_MS, settings.drift_critical_bound_ms),
+        (ENV_DRIFT_TSS_VS_NTP_MS, settings.drift_tss_vs_ntp_ms),
+    ):
+        if value <= 0:
+            raise ConfigError(f"{name} must be > 0")
     if settings.record_ttl_days <= 0:
         raise ConfigError(f"{ENV_RECORD_TTL_DAYS} must be > 0")
 
@@ -155,6 +207,14 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _optional(environ: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """Unset: the default; set but empty: none."""
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip() or None
 
 
 def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
