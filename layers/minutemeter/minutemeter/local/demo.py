@@ -1,14 +1,16 @@
 """``make demo``: the main job on the embedded default, end to end on this machine.
 
 Starts DynamoDB Local and a sample exporter on 127.0.0.1 (8 accounts, 2 h of history, one counter
-reset, one account that appears late), then invokes the collector Lambda handler the way
-EventBridge Scheduler does, cycle after cycle (one delivery twice, as at-least-once delivery
-may), and prints what was billed next to what the exporter's counters say.
+reset, one account that appears late), runs a drift check against NTP servers on 127.0.0.1,
+then invokes the collector Lambda handler the way EventBridge Scheduler does, cycle after cycle
+(one delivery twice, as at-least-once delivery may), prints what was billed next to what the
+exporter's counters say, and reconciles a window after the exporter corrects a counter.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -25,6 +27,7 @@ from minutemeter.cli import main as cli
 from minutemeter.domain.model import LedgerEntry
 from minutemeter.local.ddb import LOCAL_CREDENTIALS, REPO_ROOT, DynamoDBLocal
 from minutemeter.local.exporter import SampleExporter, SyntheticCounters, account_ids
+from minutemeter.local.ntp_responder import NtpResponder
 from minutemeter.local.truth import expected_usage
 from minutemeter.ports import LedgerFilter
 
@@ -70,6 +73,7 @@ def main() -> int:
         os.environ.update(LOCAL_CREDENTIALS)
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = ddb.endpoint
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "minutemeter")
         app = bootstrap()
         start = origin + timedelta(minutes=1)
         say(f"  DynamoDB Local {ddb.endpoint}, exporter {exp.url}")
@@ -81,6 +85,7 @@ def main() -> int:
             _run_cli(app, "profiles", "put", account, "--included-bytes", "150000000",
                      "--price-per-byte", "0.0000000025", "--pricing-version", "gold-2026")
 
+        _drift_check(app)
         handler = _load_handler()
         say("\nscheduled collector runs (EventBridge Scheduler -> collector Lambda handler):")
         cycle = 0
@@ -90,7 +95,8 @@ def main() -> int:
             event = {"source_id": "demo", "scheduled_time": scheduled}
             deliveries = 2 if cycle == 2 else 1  # at-least-once: cycle 2 arrives twice
             for delivery in range(deliveries):
-                job = handler.lambda_handler(event, _context())
+                with redirect_stdout(StringIO()):  # the handler's EMF metrics (for CloudWatch)
+                    job = handler.lambda_handler(event, _context())
                 tag = " (delivered again: continues from the new watermark)" if delivery else ""
                 say(f"  cycle {cycle}: {job['status']:7} window {job['window_since'][11:16]}"
                     f"-{job['window_until'][11:16]} written {job['written_minutes']:4} "
@@ -112,9 +118,62 @@ def main() -> int:
         matches = dict(billed) == truth
         say(f"\nledger: {len(entries)} account-minutes up to {mark:%H:%M} UTC; "
             f"every minute equals the exporter's counter increases: {'yes' if matches else 'NO'}")
+        _reconcile(app, exp, accounts[0], mark)
         say("\nminutemeter status --table")
         _run_cli(app, "status", "--table", show=True)
         return 0 if matches else 1
+
+
+def _drift_check(app: App) -> None:
+    """The drift check against two NTP servers of our own on 127.0.0.1 (the demo stays off the
+    network; deployed, it asks time.aws.com and the pool). Its verdict arms the clock guard."""
+    with NtpResponder() as tss, NtpResponder() as ntp:
+        code, report = _cli_json(app, "drift-check", "--tss", tss.address, "--ntp", ntp.address,
+                                 "--record")
+    verdict = report["verdict"]
+    say(f"\ndrift check (minutemeter drift-check --record, servers on 127.0.0.1): exit {code}, "
+        f"{verdict['status']}, offset {verdict['offset_ms']:.3f} ms "
+        f"+- {verdict['error_bound_ms']:.3f} ms from {verdict['valid_sources']} sources; "
+        "the collectors' clock guard now has a fresh verdict")
+
+
+def _reconcile(app: App, exporter: SampleExporter, account: str, mark: datetime) -> None:
+    """The exporter corrects one counter after the fact; a reconcile dry run finds the minute,
+    a confirm writes a correcting entry, and a second dry run finds nothing."""
+    since = (mark - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = mark.strftime("%Y-%m-%dT%H:%M:%SZ")
+    changed_at = (mark - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")
+
+    def corrected(number: int, query: Any, document: dict[str, Any]) -> tuple[int, bytes]:
+        for snapshot in document["snapshots"]:
+            if snapshot["taken_at"] >= changed_at:
+                for sample in snapshot["samples"]:
+                    if sample["account_id"] == account:
+                        sample["total_bytes"] += 4096
+        return 200, json.dumps(document).encode()
+
+    window = ["--since", since, "--until", until]
+    code, clean = _cli_json(app, "reconcile", "demo", *window, "--dry-run")
+    say(f"\nreconcile --dry-run {since[11:16]}-{until[11:16]}: exit {code}, "
+        f"{clean['difference_count']} differences")
+    exporter.fault = corrected
+    code, dry = _cli_json(app, "reconcile", "demo", *window, "--dry-run")
+    shown = ", ".join(f"{d['account_id'][:8]} {d['minute'][11:16]} {d['difference_bytes']:+d} B"
+                      for d in dry["differences"])
+    say(f"the exporter corrects a counter; reconcile --dry-run: exit {code}, {shown}")
+    code, done = _cli_json(app, "reconcile", "demo", *window)
+    say(f"reconcile (confirm): exit {code}, {done['corrections_written']} correcting entry "
+        "written, quota moved with it")
+    code, again = _cli_json(app, "reconcile", "demo", *window, "--dry-run")
+    say(f"reconcile --dry-run again: exit {code}, {again['difference_count']} differences")
+    exporter.fault = None
+
+
+def _cli_json(app: App, *argv: str) -> tuple[int, dict[str, Any]]:
+    buffer = StringIO()
+    with redirect_stdout(buffer):
+        code = cli(list(argv), app=app)
+    return code, json.loads(buffer.getvalue())
 
 
 def _run_cli(app: App, *argv: str, show: bool = False) -> None:

@@ -1,0 +1,21 @@
+"""`make demo` keeps working: the demo is a product surface, run it as a new user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_the_demo_bills_what_the_counters_say_and_reconciles() -> None:
+    result = subprocess.run([sys.executable, "-m", "minutemeter.local.demo"],
+                            capture_output=True, text=True, timeout=300)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr[-3000:]
+    assert "every minute equals the exporter's counter increases: yes" in out
+    assert "drift check" in out and ": exit 0, ok," in out
+    assert "reconcile --dry-run again: exit 0, 0 differences" in out
+    assert "1 correcting entry written" in out
+    assert "healthy" in out  # the status table at the end
