@@ -11,7 +11,9 @@ from decimal import Decimal
 
 import pytest
 
-from minutemeter.domain.errors import QuotaConflictError, SourceNotFoundError
+from minutemeter.adapters.dynamo.base import DynamoTable
+from minutemeter.adapters.dynamo.state import DynamoStateStore
+from minutemeter.domain.errors import QuotaConflictError, SourceNotFoundError, StoreError
 from minutemeter.domain.model import (
     BillingProfile,
     BucketRef,
@@ -173,3 +175,13 @@ def test_job_results_update_sync_state(any_backend: Backend) -> None:
     assert sync.last_success_at == T0 + timedelta(minutes=1)
     assert sync.last_job is not None and sync.last_job["written_minutes"] == 3
     assert [j["job_id"] for j in state.list_jobs("src", 5)] == ["j2", "j1"]
+
+
+def test_engine_failures_surface_as_store_errors(dynamo: Backend) -> None:
+    # GIVEN adapters on a table that does not exist (a misconfigured table name)
+    missing = DynamoStateStore(DynamoTable(dynamo.client, "no-such-table"))
+    # THEN every call fails with the typed error, naming the operation and the table
+    with pytest.raises(StoreError, match="get_item on no-such-table failed: ResourceNotFound"):
+        missing.get_state("src")
+    with pytest.raises(StoreError, match="no-such-table"):
+        missing.list_sources()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from minutemeter.domain.errors import StoreError
 
@@ -22,6 +22,9 @@ WireItem = dict[str, Any]
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
 MAX_UNPROCESSED_ROUNDS = 8
+CONDITION_FAILURES = frozenset(
+    {"ConditionalCheckFailedException", "TransactionCanceledException"}
+)
 _WRITE_OPERATIONS = frozenset(
     {"put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items"}
 )
@@ -84,14 +87,25 @@ class DynamoTable:
         self.meter = meter or CapacityMeter()
 
     def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        """Call ``operation`` (``get_item``, ``put_item``, ...) with ``ReturnConsumedCapacity``."""
+        """Call ``operation`` (``get_item``, ``put_item``, ...) with ``ReturnConsumedCapacity``.
+
+        A failed condition comes back as the ``ClientError`` (callers read its code); any other
+        failure becomes a :class:`StoreError`.
+        """
         method = getattr(self.client, operation)
         write = operation in _WRITE_OPERATIONS
         try:
             response: dict[str, Any] = method(ReturnConsumedCapacity="TOTAL", **kwargs)
         except ClientError as exc:
             self.meter.record(exc.response, write=write)  # failed conditions are charged too
-            raise
+            if error_code(exc) in CONDITION_FAILURES:
+                raise  # an answer the adapters interpret, not a failure
+            raise StoreError(
+                f"DynamoDB {operation} on {self.name} failed: {error_code(exc)}: "
+                f"{exc.response.get('Error', {}).get('Message', '')}"
+            ) from exc
+        except BotoCoreError as exc:  # connection, timeout, credentials: after botocore's retries
+            raise StoreError(f"DynamoDB {operation} on {self.name} failed: {exc}") from exc
         self.meter.record(response, write=write)
         return response
 
