@@ -8,8 +8,14 @@ from decimal import Decimal, Inexact, Rounded
 
 import pytest
 
-from minutemeter.domain.ids import LEDGER_NAMESPACE, bucket_key, ledger_id
-from minutemeter.domain.model import BillingProfile, MinuteUsage, QuotaPlan
+from minutemeter.domain.ids import (
+    LEDGER_NAMESPACE,
+    bucket_key,
+    correction_variant,
+    entry_id,
+    ledger_id,
+)
+from minutemeter.domain.model import BillingProfile, BucketRef, MinuteUsage, QuotaPlan
 from minutemeter.domain.rating import included_total, plan_entries, price
 
 A = "6f1c2a4e-0b7d-4c55-9a0e-3f2b8d1e7c90"
@@ -205,3 +211,13 @@ def test_plan_entries_are_deterministic() -> None:
 
     assert first == second
     assert len({e.ledger_id for e in first}) == 3
+
+
+def test_entry_ids_of_usage_and_corrections() -> None:
+    usage = BucketRef("src-a", "node-a", A, T0)
+    assert entry_id(usage) == ledger_id("src-a", "node-a", A, T0)
+    first = BucketRef("src-a", "node-a", A, T0, correction_variant(0, 500))
+    again = BucketRef("src-a", "node-a", A, T0, correction_variant(0, 500))
+    later = BucketRef("src-a", "node-a", A, T0, correction_variant(1, 500))
+    assert entry_id(first) == entry_id(again)  # the same reconcile names the same correction
+    assert len({entry_id(usage), entry_id(first), entry_id(later)}) == 3

@@ -30,12 +30,11 @@ def correction_variant(sequence: int, target_bytes: int) -> str:
     return f"C{sequence}-{target_bytes}"
 
 
-def correction_id(
-    source_id: str, node_id: str, account_id: str, minute: datetime, variant: str
-) -> str:
-    """UUIDv5 over the bucket key and the correction's variant."""
-    key = bucket_key(source_id, node_id, account_id, minute)
-    return str(uuid.uuid5(LEDGER_NAMESPACE, f"{key}#{variant}"))
+def entry_id(ref: BucketRef) -> str:
+    """The ledger id of the entry at ``ref``: UUIDv5 over the bucket key for the usage entry
+    (:func:`ledger_id`), and over the bucket key and the variant for a correction."""
+    key = bucket_key(ref.source_id, ref.node_id, ref.account_id, ref.minute)
+    return str(uuid.uuid5(LEDGER_NAMESPACE, f"{key}#{ref.variant}" if ref.variant else key))
 
 
 def batch_id(

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Context, Decimal, Inexact, Rounded
 
-from minutemeter.domain.ids import correction_id, correction_variant, ledger_id
-from minutemeter.domain.model import BillingProfile, LedgerEntry, QuotaPlan
+from minutemeter.domain.ids import entry_id, item_ref
+from minutemeter.domain.model import (
+    BillingProfile,
+    CorrectionSpec,
+    LedgerEntry,
+    MinuteUsage,
+    QuotaPlan,
+)
 
 # DynamoDB numbers hold 38 significant digits; an amount that needs more is a pricing error,
 # not something to round silently.
@@ -26,18 +33,28 @@ def plan_entries(plan: QuotaPlan) -> list[LedgerEntry]:
     Deterministic: the runner that reserved and any runner that finishes the reservation after
     a crash write identical entries. ``plan.used_before`` is the month's included bytes already
     used before this reservation.
+
+    Usage takes included bytes from what is left of the month's quota. So does a correction
+    that adds usage; one that removes usage gives back at most what its bucket holds. Later
+    minutes are not re-rated (the ledger is append-only): a decrease frees quota for usage
+    still to come.
     """
-    if plan.corrections:
-        return _correction_entries(plan)
     used = plan.used_before
     limit = plan.profile.included_bytes
     entries: list[LedgerEntry] = []
-    for usage in sorted(plan.usages, key=lambda u: (u.minute, u.node_id)):
-        included = min(usage.bytes, max(0, limit - used))
+    items: list[MinuteUsage | CorrectionSpec] = [*plan.usages, *plan.corrections]
+    for item in sorted(items, key=_minute_order):
+        spec = item if isinstance(item, CorrectionSpec) else None
+        usage = spec.usage if spec else item
+        assert isinstance(usage, MinuteUsage)
+        if usage.bytes >= 0:
+            included = min(usage.bytes, max(0, limit - used))
+        else:
+            included = -min(-usage.bytes, spec.included_before if spec else 0)
         billable = usage.bytes - included
         entries.append(
             LedgerEntry(
-                ledger_id=ledger_id(plan.source_id, usage.node_id, usage.account_id, usage.minute),
+                ledger_id=entry_id(item_ref(plan.source_id, item)),
                 source_id=plan.source_id,
                 usage=usage,
                 included_bytes=included,
@@ -49,51 +66,18 @@ def plan_entries(plan: QuotaPlan) -> list[LedgerEntry]:
                 batch_id=plan.batch_id,
                 run_id=plan.run_id,
                 collected_at=plan.collected_at,
+                kind="correction" if spec else "usage",
                 clock_bound_ms=plan.clock_bound_ms,
-            )
-        )
-        used += included
-    return entries
-
-
-def _correction_entries(plan: QuotaPlan) -> list[LedgerEntry]:
-    """Corrections, in minute order: an increase takes included bytes from what is left of the
-    month's quota; a decrease gives back at most what its bucket holds. Later minutes are not
-    re-rated (the ledger is append-only); a decrease frees quota for usage still to come."""
-    used = plan.used_before
-    limit = plan.profile.included_bytes
-    entries: list[LedgerEntry] = []
-    for spec in sorted(plan.corrections, key=lambda c: (c.usage.minute, c.usage.node_id)):
-        delta = spec.usage.bytes
-        if delta >= 0:
-            included = min(delta, max(0, limit - used))
-        else:
-            included = -min(-delta, spec.included_before)
-        billable = delta - included
-        usage = spec.usage
-        entries.append(
-            LedgerEntry(
-                ledger_id=correction_id(
-                    plan.source_id, usage.node_id, usage.account_id, usage.minute,
-                    correction_variant(spec.sequence, spec.target_bytes),
-                ),
-                source_id=plan.source_id,
-                usage=usage,
-                included_bytes=included,
-                billable_bytes=billable,
-                amount=price(billable, plan.profile),
-                profile=plan.profile,
-                quota_month=plan.month,
-                quota_before=used,
-                batch_id=plan.batch_id,
-                run_id=plan.run_id,
-                collected_at=plan.collected_at,
-                kind="correction",
                 correction=spec,
             )
         )
         used += included
     return entries
+
+
+def _minute_order(item: MinuteUsage | CorrectionSpec) -> tuple[datetime, str]:
+    usage = item.usage if isinstance(item, CorrectionSpec) else item
+    return usage.minute, usage.node_id
 
 
 def included_total(plan: QuotaPlan) -> int:
