@@ -31,12 +31,14 @@ CHECKOV_RUN = env -u BC_API_KEY -u PRISMA_API_URL CKV_SKIP_PACKAGE_UPDATE_CHECK=
 	$(CHECKOV) --framework cloudformation --skip-download --compact --quiet
 # The template as deployed: Fn::ForEach expanded (SAM CLI) and the SAM transform applied
 # (samtranslator), so that checkov sees the schedules and the generated collector role. The token
-# parameters are set so that the conditional secret, parameter and key grants are scanned too.
+# parameters are set so that the conditional secret, parameter and key grants are scanned too, and
+# AlarmTopicArn so that the alarms' actions are.
 CHECKOV_PARAMETERS := \
 	--parameter SourceIds=node-a,node_b \
 	--parameter ExporterTokenSecretArns=arn:aws:secretsmanager:us-east-1:123456789012:secret:minutemeter/node-a-AbCdEf \
 	--parameter ExporterTokenParameterArns=arn:aws:ssm:us-east-1:123456789012:parameter/minutemeter/node-b \
-	--parameter ExporterTokenKmsKeyArns=arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab
+	--parameter ExporterTokenKmsKeyArns=arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab \
+	--parameter AlarmTopicArn=arn:aws:sns:us-east-1:123456789012:minutemeter-alarms
 
 .PHONY: wheelhouse sam-validate sam-build checkov checkov-install
 

@@ -35,6 +35,7 @@ from minutemeter.domain.ntp_math import (
     unix_to_ntp,
 )
 from minutemeter.local.ntp_responder import Behaviour, NtpResponder
+from minutemeter.observability import drift_metrics
 from minutemeter.service.drift import DriftReport, run_drift_check
 from tests.support.clock import FakeClock
 
@@ -314,6 +315,9 @@ def test_a_leap_indicator_on_the_last_day_of_june_silences_tss_versus_pool() -> 
     assert v.tss_minus_ntp == pytest.approx(-0.3333, abs=0.005)
     assert (v.status, v.basis, v.falsetickers) == (DriftStatus.OK, "quorum", 0)
     assert by_server(report)[pool_a.address]["leap"] == 1
+    # and the TSS-vs-pool metric is not published inside the window, so its alarm stays quiet
+    published = {point.name for point in drift_metrics(report)}
+    assert "TssMinusPoolAbs" not in published and "ClockOffset" in published
 
 
 # -- the service's pacing, with a scripted client (no sockets) -------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.template import sam_expand
+from tests.template.test_alarms import SAMPLE_TOPIC
 from tests.template.test_schedules import SAMPLE_KEY, SAMPLE_PARAMETER, SAMPLE_SECRET
 from tests.template.tools import TEMPLATE, checkov, run
 
@@ -28,6 +29,7 @@ DEPLOYED_PARAMETERS = {
     "ExporterTokenSecretArns": SAMPLE_SECRET,
     "ExporterTokenParameterArns": SAMPLE_PARAMETER,
     "ExporterTokenKmsKeyArns": SAMPLE_KEY,
+    "AlarmTopicArn": SAMPLE_TOPIC,
 }
 MIN_COMMENT = 40  # characters: a reason, not "n/a"
 
@@ -96,15 +98,18 @@ def test_checkov_passes_on_the_template_as_deployed(
     summary = deployed_report["summary"]
     assert summary["parsing_errors"] == 0
     assert not _failures(deployed_report)
-    # It saw everything: both schedules and the role SAM generates for the collector.
+    # It saw everything: both schedules and lag alarms, and the roles SAM generates.
     resources = json.loads(deployed_template.read_text())["Resources"]
-    assert {"CollectorSchedulenodea", "CollectorSchedulenodeb", "CollectorFunctionRole"} <= set(
-        resources
-    )
+    assert {
+        "CollectorSchedulenodea", "CollectorSchedulenodeb", "LagAlarmnodea", "LagAlarmnodeb",
+        "CollectorFunctionRole", "DriftCheckFunctionRole", "DriftCheckSchedule",
+    } <= set(resources)
     assert summary["resource_count"] == len(resources)
     scanned = {c["resource"] for c in deployed_report["results"]["passed_checks"]}
     assert "AWS::IAM::Role.CollectorFunctionRole" in scanned
     assert "AWS::IAM::Role.SchedulerRole" in scanned
+    assert "AWS::IAM::Role.DriftCheckSchedulerRole" in scanned
+    assert "AWS::IAM::Role.DriftCheckFunctionRole" in scanned
 
 
 def test_every_skip_says_why(template: dict[str, Any]) -> None:

@@ -42,11 +42,21 @@ SOURCE_ID_CASES = {
 
 
 def _schedules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The sources' schedules (the drift check's own schedule: test_drift_check.py)."""
     return {
         name: res
         for name, res in template["Resources"].items()
-        if isinstance(res, dict) and res.get("Type") == "AWS::Scheduler::Schedule"
+        if isinstance(res, dict)
+        and res.get("Type") == "AWS::Scheduler::Schedule"
+        and name != "DriftCheckSchedule"
     }
+
+
+def test_every_schedule_is_a_sources_or_the_drift_checks(expanded: dict[str, Any]) -> None:
+    """No third kind of schedule hides from the tests behind `_schedules`' filter."""
+    for name, res in expanded["Resources"].items():
+        if res.get("Type") == "AWS::Scheduler::Schedule" and name != "DriftCheckSchedule":
+            assert res["Properties"]["Target"]["Arn"] == COLLECTOR_ARN, name
 
 
 def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -66,13 +76,19 @@ def expanded(sam_template: dict[str, Any], source_ids: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the loop as written
 
 
-def test_one_loop_over_the_source_ids(loops: dict[str, list[Any]]) -> None:
-    assert set(loops) == {"SourceSchedules"}
-    identifier, collection, body = loops["SourceSchedules"]
-    assert identifier == "SourceId"
-    assert collection == {"Ref": "SourceIds"}
-    # &{}: the id without its non-alphanumeric characters (logical ids are alphanumeric).
-    assert list(body) == ["CollectorSchedule&{SourceId}"]
+def test_loops_over_the_source_ids(loops: dict[str, list[Any]]) -> None:
+    """One schedule and one lag alarm (test_alarms.py) per source id."""
+    bodies = {
+        "SourceSchedules": "CollectorSchedule&{SourceId}",
+        "SourceLagAlarms": "LagAlarm&{SourceId}",
+    }
+    assert set(loops) == set(bodies)
+    for loop, key in bodies.items():
+        identifier, collection, body = loops[loop]
+        assert identifier == "SourceId"
+        assert collection == {"Ref": "SourceIds"}
+        # &{}: the id without its non-alphanumeric characters (logical ids are alphanumeric).
+        assert list(body) == [key]
 
 
 def test_source_ids_parameter(template: dict[str, Any]) -> None:
@@ -311,10 +327,11 @@ def test_collector_reads_exactly_its_token_secrets(sam_template: dict[str, Any])
 
 def test_token_grants_stay_conditional_for_cloudformation(sam_template: dict[str, Any]) -> None:
     """SAM CLI resolves the conditions locally; CloudFormation's SAM transform gets them
-    unresolved and must keep each grant behind its condition (the loop removed here, as only the
-    language extensions can read it)."""
+    unresolved and must keep each grant behind its condition (the loops removed here, as only the
+    language extensions can read them)."""
     raw = json.loads(json.dumps(sam_template))
-    del raw["Resources"]["Fn::ForEach::SourceSchedules"]
+    for name in [n for n in raw["Resources"] if n.startswith("Fn::ForEach::")]:
+        del raw["Resources"][name]
     raw["Transform"] = "AWS::Serverless-2016-10-31"
     role = sam_expand.translate(raw)["Resources"]["CollectorFunctionRole"]["Properties"]
     conditional = {

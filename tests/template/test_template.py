@@ -31,6 +31,10 @@ from tests.template.tools import REPO, SAMCONFIG, TEMPLATE, as_list, assert_ok, 
 LAYER_SRC = REPO / "layers" / "minutemeter"
 SETTINGS_PY = LAYER_SRC / "minutemeter" / "settings.py"
 COLLECTOR_SRC = REPO / "functions" / "collector"
+FUNCTIONS = {
+    "CollectorFunction": "functions/collector",
+    "DriftCheckFunction": "functions/drift_check",
+}
 
 # What the collector may do, per table. Changing a permission means changing this on purpose.
 STATE_ACTIONS = {
@@ -39,6 +43,9 @@ STATE_ACTIONS = {
     "dynamodb:UpdateItem",
     "dynamodb:BatchGetItem",
     "dynamodb:BatchWriteItem",
+    # TransactWriteItems authorizes each part by its item action: the fenced checkpoint
+    # transaction's Put needs PutItem, its ConditionCheck on the lease needs ConditionCheckItem.
+    "dynamodb:ConditionCheckItem",
     "dynamodb:Query",
 }
 LEDGER_ACTIONS = {
@@ -236,8 +243,9 @@ def test_built_layer_native_code_is_for_arm64_cp313(build_dir: Path) -> None:
         assert "cpython-313" in so.name or ".abi3." in so.name, f"{so} is not for CPython 3.13"
 
 
-def test_built_function_has_handler_only(build_dir: Path) -> None:
-    function = build_dir / "CollectorFunction"
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_built_function_has_handler_only(build_dir: Path, name: str) -> None:
+    function = build_dir / name
     assert (function / "app.py").is_file()
     assert not (function / "Makefile").exists()
     assert (build_dir / "template.yaml").is_file()
@@ -248,7 +256,11 @@ def test_built_template_keeps_the_foreach_for_cloudformation(build_dir: Path) ->
     with the stack's own SourceIds."""
     built = (build_dir / "template.yaml").read_text()
     assert "Fn::ForEach::SourceSchedules" in built
+    assert "Fn::ForEach::SourceLagAlarms" in built
     assert "AWS::LanguageExtensions" in built
+    # And the dashboard body as written: CloudFormation resolves the Ref/GetAtt inside it (SAM
+    # CLI's local expansion cannot, and leaves them as objects in the JSON).
+    assert "Fn::ToJsonString" in built
 
 
 def test_sam_build_with_several_source_ids(
@@ -296,6 +308,9 @@ def test_environment_names_match_settings(template: dict[str, Any]) -> None:
         and isinstance(node.value, ast.Constant)
     }
     env = template["Globals"]["Function"]["Environment"]["Variables"]
+    # Every MINUTEMETER_* name anywhere in the template is one that settings reads.
+    names = set(re.findall(r"MINUTEMETER_[A-Z_]+", TEMPLATE.read_text()))
+    assert names <= set(constants.values()), names - set(constants.values())
     assert env[constants["ENV_LEDGER_TABLE"]] == {"Ref": "LedgerTable"}
     assert env[constants["ENV_STATE_TABLE"]] == {"Ref": "StateTable"}
     assert env["POWERTOOLS_SERVICE_NAME"] == "minutemeter"
@@ -356,6 +371,23 @@ def test_collector_function_shape(resources: dict[str, Any]) -> None:
     assert log_group == {"Ref": "CollectorLogGroup"}
     retention = resources["CollectorLogGroup"]["Properties"]["RetentionInDays"]
     assert retention == {"Ref": "LogRetentionInDays"}
+
+
+def test_only_the_collector_requires_the_clock_guard(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """Collectors in the stack must honour the drift verdict (settings' default is off, for
+    local use without a drift check); no other function reads it."""
+    name = "MINUTEMETER_CLOCK_GUARD_REQUIRED"
+    assert name not in template["Globals"]["Function"]["Environment"]["Variables"]
+    for logical_id, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        env = res["Properties"].get("Environment", {}).get("Variables", {})
+        if logical_id == "CollectorFunction":
+            assert env[name] == "true"
+        else:
+            assert name not in env, logical_id
 
 
 def _unconditional_and_conditional(policies: list[Any]) -> tuple[list[Any], dict[str, Any]]:
@@ -445,6 +477,8 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert {"Ref": "MinutemeterLayer"} in outputs.values()
     assert {"Ref": "ScheduleGroup"} in outputs.values()
     assert {"Ref": "CollectorDeadLetterQueue"} in outputs.values()
+    assert {"Fn::GetAtt": ["DriftCheckFunction", "Arn"]} in outputs.values()
+    assert {"Ref": "Dashboard"} in outputs.values()
 
 
 # --------------------------------------------------------------------------- samconfig
