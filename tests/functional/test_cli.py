@@ -227,7 +227,7 @@ def test_sources_put_bad_arguments_exit_2_and_change_nothing(
 def _fresh_state() -> dict[str, Any]:
     return {"last_completed_until": None, "baseline_taken_at": None, "last_success_at": None,
             "last_error": None, "last_error_at": None, "consecutive_failures": 0,
-            "lag_seconds": None, "last_job": None, "health": None, "lease": None}
+            "watermark_lag_seconds": None, "last_job": None, "health": None, "lease": None}
 
 
 @pytest.mark.parametrize(
@@ -258,7 +258,7 @@ def test_sources_list_shows_sync_state(cli: Cli, counters_exporter: SampleExport
 
     assert set(listed) == {"s1", "s2"}
     assert listed["s1"]["last_completed_until"] == "2026-11-22T10:39:00Z"
-    assert listed["s1"]["lag_seconds"] == 60.0
+    assert listed["s1"]["watermark_lag_seconds"] == 60.0
     assert listed["s1"]["last_job"]["status"] == "ok"
     assert listed["s1"]["baseline_taken_at"] is not None
     assert listed["s2"]["last_completed_until"] is None
@@ -428,7 +428,7 @@ def test_status_json_and_table(cli: Cli, counters_exporter: SampleExporter) -> N
     assert one["source_id"] == "s1"
     assert one["last_completed_until"] == "2026-11-22T10:39:00Z"
     assert one["last_success_at"] == "2026-11-22T10:40:00Z"
-    assert (one["consecutive_failures"], one["lag_seconds"]) == (0, 60.0)
+    assert (one["consecutive_failures"], one["watermark_lag_seconds"]) == (0, 60.0)
     assert one["last_job"]["job_id"] == job["job_id"]
     assert "recent_jobs" not in one
     assert cli.json("status") == [one]

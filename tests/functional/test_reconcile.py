@@ -179,3 +179,29 @@ def test_progress_is_reported_per_chunk(any_backend: Backend) -> None:
                            progress=lambda done, total: calls.append((done, total)))
     assert result.status == "ok" and result.differences == []
     assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_a_window_confirmed_before_is_compared_again_when_history_changes_again(
+    any_backend: Backend,
+) -> None:
+    counters = SyntheticCounters(ACCOUNTS[:2], T0, end=T0 + timedelta(minutes=45))
+    with SampleExporter(counters) as exporter:
+        any_backend.state.put_source(SourceConfig("s1", exporter.url, START,
+                                                  max_window_seconds=3600))
+        deps = deps_for(any_backend, FakeClock(NOW))
+        run_until_caught_up(deps, "s1")
+        history = counters.history(NOW)
+        first = _changed(history)
+        exporter.history = _static(first)
+        assert reconcile(deps, _request(dry_run=False)).corrections_written > 0
+        # WHEN the exporter goes back to the original history, and the window is confirmed again
+        exporter.history = _static(history)
+        again = reconcile(deps, _request(dry_run=False))
+        final = reconcile(deps, _request(dry_run=True))
+    # THEN the finished confirm did not make the window a no-op: it corrected back
+    assert again.status == "corrected" and again.corrections_written > 0
+    assert final.status == "ok"
+    mark = any_backend.state.get_state("s1").last_completed_until
+    assert mark is not None
+    truth = expected_usage(history, start=START, until=mark)
+    assert _totals(exported(any_backend, "s1")) == truth

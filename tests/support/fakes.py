@@ -125,6 +125,7 @@ class FakeStateStore:
         self.verdict: ClockVerdict | None = None
         self.reconcile_progress: dict[tuple[str, str], datetime] = {}
         self.reconciles: dict[str, dict[str, dict[str, object]]] = {}
+        self.reconciled_accounts: dict[str, set[str]] = {}
         self.tokens: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -283,6 +284,12 @@ class FakeStateStore:
 
     def put_reconcile_progress(self, source_id: str, reconcile_id: str, until: datetime) -> None:
         self.reconcile_progress[(source_id, reconcile_id)] = until
+
+    def add_reconciled_accounts(self, source_id: str, account_ids: Iterable[str]) -> None:
+        self.reconciled_accounts.setdefault(source_id, set()).update(account_ids)
+
+    def list_reconciled_accounts(self, source_id: str) -> list[str]:
+        return sorted(self.reconciled_accounts.get(source_id, set()))
 
     def record_reconcile(self, result: Mapping[str, object]) -> None:
         key = f"{result['started_at']}#{result['run_id']}"

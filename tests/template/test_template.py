@@ -53,6 +53,7 @@ LEDGER_ACTIONS = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",  # write_reserved: the entries of a fresh reservation
     "dynamodb:Query",
 }
 NEVER_ACTIONS = {"dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:DeleteTable"}

@@ -27,17 +27,18 @@ from minutemeter.domain.model import (
     ClockGuardAction,
     JobStatus,
     ResetPolicy,
-    SourceConfig,
 )
-from minutemeter.domain.timeutil import format_instant, format_second, parse_rfc3339
+from minutemeter.domain.timeutil import format_second, parse_rfc3339
 from minutemeter.domain.validation import is_account_id
 from minutemeter.ports import LedgerFilter
 from minutemeter.presenters import decimal_text, entry_to_json, source_to_json, status_table
 from minutemeter.progress import ProgressBar
+from minutemeter.remote import RemoteBusyError, reconcile_until_done
 from minutemeter.service.clock import Servers, check_clock
 from minutemeter.service.collect import collect_source
+from minutemeter.service.operations import source_document, source_documents
 from minutemeter.service.reconcile import ReconcileRequest, reconcile
-from minutemeter.service.sources import SourceChanges, put_source, source_status
+from minutemeter.service.sources import SourceChanges, put_source
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LEASE_HELD = 0, 1, 2, 3, 4
 EXIT_DIFFERENCES = 5
@@ -58,12 +59,14 @@ def main(argv: Sequence[str] | None = None, app: App | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:
+        if getattr(args, "api_url", None):  # reconcile --url: the deployed API does the work
+            return _reconcile_remote(args)
         handler: Callable[[App, argparse.Namespace], int] = args.handler
         return handler(app or bootstrap(), args)
-    except (InputError, ConfigError) as exc:
+    except (InputError, ConfigError) as exc:  # a RemoteInputError (400, 413, 422) too
         print(f"minutemeter: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except LeaseHeldError as exc:
+    except (LeaseHeldError, RemoteBusyError) as exc:
         print(f"minutemeter: {exc}", file=sys.stderr)
         return EXIT_LEASE_HELD
     except MinutemeterError as exc:
@@ -149,8 +152,7 @@ def _sources_enable(enabled: bool) -> Callable[[App, argparse.Namespace], int]:
 
 
 def _sources_list(app: App, args: argparse.Namespace) -> int:
-    now = app.clock.now()
-    _emit([_status_document(app, s, now) for s in app.state.list_sources()])
+    _emit(source_documents(app.state, app.clock.now()))
     return EXIT_OK
 
 
@@ -176,6 +178,19 @@ def _reconcile(app: App, args: argparse.Namespace) -> int:
 
 
 RECONCILE_EXIT = {"ok": EXIT_OK, "corrected": EXIT_OK, "differences": EXIT_DIFFERENCES}
+
+
+def _reconcile_remote(args: argparse.Namespace) -> int:
+    """``reconcile --url``: the deployed operations API runs it, recorded under the IAM
+    principal that signed the request (SigV4, the default credential chain). A confirm that
+    ends ``partial`` (the function's deadline) is called again and resumes there."""
+    request = {"source_id": args.source_id, "since": args.since, "until": args.until,
+               "dry_run": args.dry_run}
+    bar = ProgressBar(sys.stderr, "reconcile")
+    document = reconcile_until_done(args.api_url, request, progress=bar.update)
+    bar.close()
+    _emit(document)
+    return RECONCILE_EXIT.get(str(document.get("status")), EXIT_ERROR)
 
 
 ALARM_FINDINGS = frozenset({"offset", "bound", "tss-vs-ntp"})
@@ -221,7 +236,7 @@ def _status(app: App, args: argparse.Namespace) -> int:
     sources = (
         [app.state.get_source(args.source_id)] if args.source_id else app.state.list_sources()
     )
-    documents = [_status_document(app, s, now, jobs=args.jobs) for s in sources]
+    documents = [source_document(app.state, s, now, jobs=args.jobs or 0) for s in sources]
     if args.table:
         print(status_table(documents))
     else:
@@ -257,29 +272,6 @@ def _profiles_put(app: App, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _status_document(
-    app: App, source: SourceConfig, now: datetime, jobs: int | None = None
-) -> dict[str, Any]:
-    status = source_status(app.state, source, now)
-    sync = status.state
-    document: dict[str, Any] = {
-        **source_to_json(source),
-        "last_completed_until": sync.last_completed_until,
-        "baseline_taken_at": sync.baseline_taken_at,
-        "last_success_at": sync.last_success_at,
-        "last_error": sync.last_error,
-        "last_error_at": sync.last_error_at,
-        "consecutive_failures": sync.consecutive_failures,
-        "lag_seconds": status.lag_seconds,
-        "last_job": sync.last_job,
-        "health": sync.health,
-        "lease": _lease_document(app, source.source_id),
-    }
-    if jobs:
-        document["recent_jobs"] = app.state.list_jobs(source.source_id, jobs)
-    return document
-
-
 def _operator() -> str:
     """Who runs a local reconcile, for its audit record."""
     return f"cli:{getpass.getuser()}"
@@ -291,13 +283,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
-
-
-def _lease_document(app: App, source_id: str) -> dict[str, Any] | None:
-    grant = app.state.get_lease(source_id)
-    if grant is None:
-        return None
-    return {"holder": grant.holder, "token": grant.token, "until": format_instant(grant.until)}
 
 
 def _decimal(text: str, flag: str) -> Decimal:
@@ -365,6 +350,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--until", required=True, metavar="T", help="RFC 3339, whole minute")
     check.add_argument("--dry-run", action="store_true",
                        help="show the differences only (exit 5 when there are some)")
+    check.add_argument("--url", dest="api_url", metavar="URL",
+                       help="the operations API's Function URL: reconcile there, signed with "
+                            "your AWS credentials (SigV4), instead of locally")
     check.add_argument("--requested-by", default=_operator(), help=argparse.SUPPRESS)
     check.set_defaults(handler=_reconcile)
 

@@ -225,6 +225,11 @@ class StateStore(Protocol):
     def put_reconcile_progress(self, source_id: str, reconcile_id: str, until: datetime) -> None:
         ...
 
+    def add_reconciled_accounts(self, source_id: str, account_ids: Iterable[str]) -> None:
+        """Accounts that reconcile corrected but the collector never saw (no checkpoint)."""
+
+    def list_reconciled_accounts(self, source_id: str) -> list[str]: ...
+
     def record_reconcile(self, result: Mapping[str, object]) -> None:
         """The audit record of one reconcile: who, when, window, dry run, result."""
 

@@ -81,7 +81,7 @@ def _shown(value: Any) -> Any:
 _COLUMNS = (
     ("source", "source_id"),
     ("watermark", "last_completed_until"),
-    ("lag s", "lag_seconds"),
+    ("lag s", "watermark_lag_seconds"),
     ("last run", "status"),
     ("health", "health_status"),
     ("fail rate", "failure_rate"),

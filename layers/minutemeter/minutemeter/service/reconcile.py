@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from minutemeter.domain.clock_guard import takeover_margin_seconds
 from minutemeter.domain.errors import InputError, LeaseHeldError, MinutemeterError
 from minutemeter.domain.ids import LEDGER_NAMESPACE
 from minutemeter.domain.model import (
@@ -28,7 +29,7 @@ from minutemeter.domain.model import (
     Window,
 )
 from minutemeter.domain.protocol import PageSequence
-from minutemeter.domain.timeutil import format_second, is_minute_aligned
+from minutemeter.domain.timeutil import format_instant, format_second, is_minute_aligned
 from minutemeter.domain.usage import compute_usage
 from minutemeter.domain.validation import SampleRules, ValidationResult, validate_snapshots
 from minutemeter.domain.window import split_window
@@ -86,7 +87,7 @@ class ReconcileResult:
     run_id: str
     request: ReconcileRequest
     started_at: datetime
-    status: str = "ok"  # ok | differences | corrected | partial | error
+    status: str = "ok"  # ok | differences | corrected | partial | busy | error
     differences: list[Difference] = field(default_factory=list)
     corrections_written: int = 0
     corrections_replayed: int = 0
@@ -106,8 +107,8 @@ class ReconcileResult:
             "until": format_second(self.request.until),
             "dry_run": self.request.dry_run,
             "requested_by": self.request.requested_by,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "started_at": format_instant(self.started_at),
+            "finished_at": format_instant(self.finished_at) if self.finished_at else None,
             "status": self.status,
             "difference_count": len(self.differences),
             "differences": [d.to_json() for d in self.differences[:max_differences]],
@@ -171,22 +172,26 @@ def reconcile(
     window = Window(request.since, request.until)
     if not request.dry_run:
         done = deps.state.get_reconcile_progress(request.source_id, rid)
-        if done is not None and done > window.since:
+        if done is not None and window.since < done < window.until:  # an unfinished confirm
             logger.info("resuming reconcile", extra={"reconcile_id": rid, "from": str(done)})
-            window = Window(min(done, window.until), window.until)
+            window = Window(done, window.until)
             result.completed_until = done
     chunks = list(split_window(window, CHUNK))
     result.chunks_total = len(chunks)
-    lease = None if request.dry_run else _take_lease(deps, source, rid, sleep)
+    lease: LeaseKeeper | None = None
+    busy: LeaseHeldError | None = None
     try:
+        if not request.dry_run:
+            lease = _take_lease(deps, source, rid, sleep)
+        last_chunk_seconds = 0.0
         for chunk in chunks:
-            if budget is not None and (budget.remaining_seconds() or 1e9) < (
-                deps.settings.deadline_margin_seconds
-            ):
-                break
+            if not _time_for(deps, budget, 1.5 * last_chunk_seconds):
+                break  # the next call resumes here (confirm) or the caller narrows the window
             if lease is not None:
                 lease.check()
+            started = deps.clock.monotonic()
             _reconcile_chunk(deps, source, state, chunk, now, result, lease)
+            last_chunk_seconds = deps.clock.monotonic() - started
             result.chunks_done += 1
             result.completed_until = chunk.until
             if not request.dry_run:
@@ -194,6 +199,9 @@ def reconcile(
             if progress is not None:
                 progress(result.chunks_done, result.chunks_total)
         result.status = _status(result)
+    except LeaseHeldError as exc:  # recorded like any run, then raised: the caller says "busy"
+        result.status, busy = "busy", exc
+        result.error, result.error_type = str(exc), type(exc).__name__
     except MinutemeterError as exc:
         result.status = "partial" if result.chunks_done else "error"
         result.error, result.error_type = str(exc), type(exc).__name__
@@ -201,8 +209,20 @@ def reconcile(
         if lease is not None:
             lease.release()
         result.finished_at = deps.clock.now()
-        deps.state.record_reconcile(result.to_json(max_differences=200))
+        try:
+            deps.state.record_reconcile(result.to_json(max_differences=200))
+        except MinutemeterError:
+            logger.exception("could not record the reconcile", extra={"reconcile_id": rid})
+    if busy is not None:
+        raise busy
     return result
+
+
+def _time_for(deps: CollectDeps, budget: Budget | None, estimate_seconds: float) -> bool:
+    remaining = budget.remaining_seconds() if budget is not None else None
+    if remaining is None:
+        return True
+    return remaining > deps.settings.deadline_margin_seconds + estimate_seconds
 
 
 def _status(result: ReconcileResult) -> str:
@@ -216,20 +236,23 @@ def _status(result: ReconcileResult) -> str:
 def _take_lease(
     deps: CollectDeps, source: SourceConfig, holder: str, sleep: Callable[[float], None]
 ) -> LeaseKeeper:
-    """The source's lease, waiting behind a running collector for up to LEASE_WAIT_SECONDS."""
-    deadline = deps.clock.monotonic() + LEASE_WAIT_SECONDS
-    while True:
+    """The source's lease, queueing behind a running collector: one try a second for
+    LEASE_WAIT_SECONDS (counted in tries, so an injected ``sleep`` makes it instant)."""
+    margin = takeover_margin_seconds(
+        deps.settings.lease_margin_seconds, deps.state.get_clock_verdict()
+    )
+    for attempt in range(int(LEASE_WAIT_SECONDS) + 1):
         lease = LeaseKeeper(deps.state, deps.clock, source.source_id, holder=f"reconcile-{holder}",
-                            lease_seconds=source.lease_seconds,
-                            margin_seconds=deps.settings.lease_margin_seconds,
+                            lease_seconds=source.lease_seconds, margin_seconds=margin,
                             heartbeat=deps.lease_heartbeat)
         try:
             lease.acquire()
             return lease
         except LeaseHeldError:
-            if deps.clock.monotonic() >= deadline:
+            if attempt == int(LEASE_WAIT_SECONDS):
                 raise
             sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 def _reconcile_chunk(
@@ -242,8 +265,9 @@ def _reconcile_chunk(
     lease: LeaseKeeper | None,
 ) -> None:
     truth = _recompute(deps, source, state, chunk, now)
-    accounts = {account for _, account, _ in truth}
-    accounts |= {c.account_id for c in deps.state.list_checkpoints(source.source_id)}
+    seen = {c.account_id for c in deps.state.list_checkpoints(source.source_id)}
+    seen |= set(deps.state.list_reconciled_accounts(source.source_id))
+    accounts = seen | {account for _, account, _ in truth}
     corrections: list[CorrectionSpec] = []
     for account in sorted(accounts):
         entries = list(deps.ledger.export(LedgerFilter(
@@ -254,6 +278,11 @@ def _reconcile_chunk(
                 corrections.append(spec)
     if result.request.dry_run or not corrections:
         return
+    # Accounts only reconcile has billed are remembered before their corrections are written,
+    # so a later reconcile of the window still finds them (the collector's are in checkpoints).
+    deps.state.add_reconciled_accounts(
+        source.source_id, {c.usage.account_id for c in corrections} - seen
+    )
     totals = commit_buckets(
         deps.ledger,
         corrections,

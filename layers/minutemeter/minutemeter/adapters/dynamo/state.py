@@ -490,6 +490,25 @@ class DynamoStateStore:
             }),
         )
 
+    def add_reconciled_accounts(self, source_id: str, account_ids: Iterable[str]) -> None:
+        items = [
+            {"pk": f"RECONCILE#{source_id}", "sk": f"ACCOUNT#{account}", "type": "account",
+             "account_id": account}
+            for account in account_ids
+        ]
+        if items:
+            self.table.batch_put(items)
+
+    def list_reconciled_accounts(self, source_id: str) -> list[str]:
+        items = self.table.query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :account)",
+            ExpressionAttributeValues=values(
+                {":pk": f"RECONCILE#{source_id}", ":account": "ACCOUNT#"}
+            ),
+            ConsistentRead=True,
+        )
+        return [str(i["account_id"]) for i in items]
+
     def record_reconcile(self, result: Mapping[str, object]) -> None:
         item = {
             "pk": f"RECONCILE#{result['source_id']}",
