@@ -22,19 +22,18 @@ from minutemeter.domain.errors import (
 )
 from minutemeter.domain.health import HealthStatus, assess, record_run
 from minutemeter.domain.model import JobResult, JobStatus, SourceConfig, SyncState, Window
-from minutemeter.domain.protocol import PageSequence
 from minutemeter.domain.usage import compute_usage
-from minutemeter.domain.validation import SampleRules, ValidationResult, validate_snapshots
+from minutemeter.domain.validation import SampleRules
 from minutemeter.domain.window import plan_window, split_window
 from minutemeter.ports import Budget, Clock, Exporter, LedgerStore, StateStore
 from minutemeter.service.commit import CommitContext, CommitTotals, commit_buckets
+from minutemeter.service.fetch import fetch_window
 from minutemeter.service.lease import LeaseKeeper
 from minutemeter.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 CHUNK = timedelta(minutes=15)
-MAX_PAGES_PER_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -203,22 +202,16 @@ def _collect_chunk(
         tolerance=timedelta(seconds=tolerance),
         max_counter=settings.max_counter_bytes,
     )
-    pages = PageSequence(expected_node=source.node_id or state.node_id, expected_env=source.env)
-    validated = ValidationResult()
-    cursor: str | None = None
-    while True:
+
+    def before_page() -> None:
         if not _time_for(deps, budget, 0.0):
             raise DeadlineError(f"deadline near while fetching [{chunk.since}, {chunk.until})")
-        page = deps.exporter.fetch_page(source, chunk, cursor)
         lease.check()
-        cursor = pages.accept(page)
-        job.pages += 1
-        validate_snapshots(page.snapshots, rules, validated)
-        if cursor is None:
-            break
-        if pages.pages >= MAX_PAGES_PER_CHUNK:
-            raise DeadlineError(f"more than {MAX_PAGES_PER_CHUNK} pages in one chunk")
-    node_id = pages.node_id or ""
+
+    fetched = fetch_window(deps.exporter, source, state, chunk, rules, before_page)
+    job.pages += fetched.pages
+    validated = fetched.validated
+    node_id = fetched.node_id or ""
 
     accounts = {s.account_id for snap in validated.snapshots for s in snap.samples}
     checkpoints = deps.state.get_checkpoints(source.source_id, node_id, accounts)

@@ -28,14 +28,14 @@ from minutemeter.domain.model import (
     SyncState,
     Window,
 )
-from minutemeter.domain.protocol import PageSequence
 from minutemeter.domain.timeutil import format_instant, format_second, is_minute_aligned
 from minutemeter.domain.usage import compute_usage
-from minutemeter.domain.validation import SampleRules, ValidationResult, validate_snapshots
+from minutemeter.domain.validation import SampleRules
 from minutemeter.domain.window import split_window
 from minutemeter.ports import Budget, LedgerFilter
 from minutemeter.service.collect import CollectDeps
 from minutemeter.service.commit import CommitContext, commit_buckets
+from minutemeter.service.fetch import fetch_window
 from minutemeter.service.lease import LeaseKeeper
 
 logger = logging.getLogger(__name__)
@@ -304,16 +304,9 @@ def _recompute(
     rules = SampleRules(window=fetched, now=now,
                         tolerance=timedelta(seconds=deps.settings.clock_tolerance_seconds),
                         max_counter=deps.settings.max_counter_bytes)
-    pages = PageSequence(expected_node=source.node_id or state.node_id, expected_env=source.env)
-    validated = ValidationResult()
-    cursor: str | None = None
-    while True:
-        page = deps.exporter.fetch_page(source, fetched, cursor)
-        cursor = pages.accept(page)
-        validate_snapshots(page.snapshots, rules, validated)
-        if cursor is None:
-            break
-    node_id = pages.node_id or state.node_id or ""
+    window = fetch_window(deps.exporter, source, state, fetched, rules)
+    validated = window.validated
+    node_id = window.node_id or state.node_id or ""
     before = [s for s in validated.snapshots if s.taken_at < chunk.since]
     inside = [s for s in validated.snapshots if s.taken_at >= chunk.since]
     references: dict[str, Checkpoint] = {}
