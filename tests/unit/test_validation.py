@@ -187,14 +187,33 @@ def test_uppercase_uuid_is_accepted_and_lower_cased() -> None:
     assert result.snapshots[0].samples[0].account_id == A
 
 
-def test_same_account_twice_in_a_snapshot_keeps_the_first_only() -> None:
-    result = validate_snapshots(
-        [snap("2026-11-22T10:00:15Z", s(A, 1), s(A.upper(), 2), s(B, 3))], RULES
-    )
+def test_same_account_twice_in_a_snapshot_is_unreadable_in_it_whichever_copy_comes_first() -> None:
+    # shared/spec/exporter-api.md: every copy is quarantined; keeping "the first" billed the
+    # wrong copy's whole jump when the first was the wrong one
+    for copies in ((s(A, 1), s(A.upper(), 2)), (s(A.upper(), 2), s(A, 1))):
+        result = validate_snapshots([snap("2026-11-22T10:00:15Z", *copies, s(B, 3))], RULES)
 
-    assert [(x.account_id, x.total_bytes) for x in result.snapshots[0].samples] == [(A, 1), (B, 3)]
-    assert reasons(result) == ["account_duplicated_in_snapshot"]
-    assert result.quarantined[0].account_id == A.upper()
+        assert [(x.account_id, x.total_bytes) for x in result.snapshots[0].samples] == [(B, 3)]
+        assert reasons(result) == ["account_duplicated_in_snapshot"] * 2
+        assert result.snapshots[0].unreadable_accounts == frozenset({A})
+
+
+def test_a_duplicated_copy_that_is_itself_invalid_still_makes_the_account_unreadable() -> None:
+    result = validate_snapshots([snap("2026-11-22T10:00:15Z", s(A, 1), s(A, -5))], RULES)
+
+    assert result.snapshots[0].samples == ()
+    assert sorted(reasons(result)) == ["account_duplicated_in_snapshot", "total_bytes_negative"]
+    assert result.snapshots[0].unreadable_accounts == frozenset({A})
+
+
+def test_quarantine_records_are_capped_and_the_rest_counted_per_reason() -> None:
+    result = ValidationResult(max_records=3)
+    samples = [s(A, -1)] * 5 + [{"account_id": "nope", "total_bytes": 1}] * 2
+    validate_snapshots([snap("2026-11-22T10:00:15Z", *samples)], RULES, result)
+
+    assert len(result.quarantined) == 3
+    assert result.quarantined_count == 7
+    assert result.overflow == {"total_bytes_negative": 2, "account_id_invalid": 2}
 
 
 def test_snapshot_with_only_bad_samples_still_advances_the_ordering() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,11 +27,36 @@ class SampleRules:
     max_counter: int
 
 
+MAX_QUARANTINE_RECORDS = 1000  # kept one by one per result; past it, counted per reason
+
+
 @dataclass
 class ValidationResult:
+    """Validated snapshots and quarantined samples, in the order the exporter sent them.
+
+    At most ``max_records`` quarantined samples are kept as records; the rest are counted per
+    reason in ``overflow`` (a systematically bad exporter must not cost memory or writes per
+    sample). ``quarantined_count`` counts them all.
+    """
+
     snapshots: list[Snapshot] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     last_taken_at: datetime | None = None
+    max_records: int = MAX_QUARANTINE_RECORDS
+    overflow: dict[str, int] = field(default_factory=dict)
+    quarantined_count: int = 0
+
+    def quarantine(self, record: Quarantined) -> None:
+        self.quarantined_count += 1
+        if len(self.quarantined) < self.max_records:
+            self.quarantined.append(record)
+        else:
+            self.overflow[record.reason] = self.overflow.get(record.reason, 0) + 1
+
+    def take_snapshots(self) -> list[Snapshot]:
+        """The snapshots validated so far, handed over and forgotten (pages stream through)."""
+        taken, self.snapshots = self.snapshots, []
+        return taken
 
 
 def validate_snapshots(
@@ -42,36 +68,46 @@ def validate_snapshots(
 
     Snapshots must have strictly ascending ``taken_at`` across pages; one that does not, or whose
     time is invalid, outside the window or beyond the clock tolerance, has all its samples
-    quarantined. Within a valid snapshot each sample is checked on its own.
+    quarantined. Within a valid snapshot each sample is checked on its own, and an account listed
+    more than once is unreadable in that snapshot, whichever copy comes first: every copy is
+    quarantined (shared/spec/exporter-api.md), so its next readable sample diffs against its
+    last readable one.
     """
-    result = result or ValidationResult()
+    result = result if result is not None else ValidationResult()
     for raw in raw_snapshots:
         reason, taken_at = _check_snapshot_time(raw.taken_at, rules, result.last_taken_at)
         if reason is not None or taken_at is None:
             for sample in raw.samples:
-                result.quarantined.append(_quarantine(reason or "taken_at_invalid", raw, sample))
+                result.quarantine(_quarantine(reason or "taken_at_invalid", raw, sample))
             continue
         result.last_taken_at = taken_at
+        checked = [(sample, *_check_sample(sample, taken_at, rules.max_counter))
+                   for sample in raw.samples]
+        copies = Counter(_listed_account(sample) for sample in raw.samples)
         samples: list[Sample] = []
-        seen: set[str] = set()
         unreadable: set[str] = set()
-        for sample in raw.samples:
-            sample_reason, valid = _check_sample(sample, taken_at, rules.max_counter)
-            if valid is not None and valid.account_id in seen:
+        for sample, sample_reason, valid in checked:
+            if valid is not None and copies[valid.account_id] > 1:  # whatever the other copy
                 sample_reason, valid = "account_duplicated_in_snapshot", None
             if valid is None:
-                result.quarantined.append(_quarantine(sample_reason or "invalid", raw, sample))
+                result.quarantine(_quarantine(sample_reason or "invalid", raw, sample))
                 account = sample.get("account_id") if isinstance(sample, dict) else None
                 if isinstance(account, str) and _UUID.fullmatch(account):
                     unreadable.add(account.lower())
                 continue
-            seen.add(valid.account_id)
             samples.append(valid)
+        readable = {sample.account_id for sample in samples}
         result.snapshots.append(
             Snapshot(taken_at=taken_at, samples=tuple(samples),
-                     unreadable_accounts=frozenset(unreadable - seen))
+                     unreadable_accounts=frozenset(unreadable - readable))
         )
     return result
+
+
+def _listed_account(sample: object) -> str | None:
+    """The account a sample names, if it names one by UUID (valid value or not)."""
+    account = sample.get("account_id") if isinstance(sample, dict) else None
+    return account.lower() if isinstance(account, str) and _UUID.fullmatch(account) else None
 
 
 def _check_snapshot_time(
