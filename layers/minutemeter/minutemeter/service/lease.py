@@ -7,7 +7,7 @@ import threading
 
 from minutemeter.domain.errors import LeaseLostError, MinutemeterError
 from minutemeter.domain.lease import heartbeat_interval, must_stop
-from minutemeter.ports import Clock, LeaseGrant, StateStore
+from minutemeter.ports import Budget, Clock, LeaseGrant, StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +21,11 @@ class LeaseKeeper:
     the spot when less than ``margin`` is left by the monotonic clock (a heartbeat that fell
     behind); if that renewal fails too, the run stops. ``release`` frees the lease (the token is
     kept, so it only ever grows).
+
+    With a ``budget``, the heartbeat stops renewing once the budget is spent
+    (``remaining_seconds()`` not None and <= 0): a run stuck past its deadline then loses the
+    lease when it runs out, another runner may take over, and fencing rejects the stuck run's
+    writes, instead of it holding the source for as long as it hangs.
     """
 
     def __init__(
@@ -33,6 +38,7 @@ class LeaseKeeper:
         lease_seconds: int,
         margin_seconds: float,
         heartbeat: bool = True,
+        budget: Budget | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -41,6 +47,7 @@ class LeaseKeeper:
         self._lease_seconds = lease_seconds
         self._margin = margin_seconds
         self._heartbeat = heartbeat
+        self._budget = budget
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -119,6 +126,10 @@ class LeaseKeeper:
     def _beat(self) -> None:
         interval = heartbeat_interval(self._lease_seconds)
         while not self._stop.wait(interval):
+            if self._budget_spent():
+                logger.warning("budget spent: the heartbeat stops and the lease runs out",
+                               extra={"source_id": self._source_id})
+                return
             try:
                 self.renew()
             except LeaseLostError:
@@ -127,3 +138,9 @@ class LeaseKeeper:
                 return
             except Exception:  # a failed renewal is retried; check() stops the run in time
                 logger.exception("lease renewal failed", extra={"source_id": self._source_id})
+
+    def _budget_spent(self) -> bool:
+        if self._budget is None:
+            return False
+        remaining = self._budget.remaining_seconds()
+        return remaining is not None and remaining <= 0
