@@ -4,7 +4,9 @@ Routes: ``POST /reconcile``, ``GET /sources``, ``GET /sources/{id}``, ``GET /sta
 ``GET /healthz``. Each parses the request, calls one service function and maps its result or
 its typed error to a response; errors are ``{"error": {"type", "message"}}`` with the status
 from ``ERRORS`` (by exception type, the most specific class wins). Anything else is a 500
-with a generic message; the exception is logged, never returned.
+with a generic message; the exception is logged, never returned. An event that is not the
+shape of a Function URL event (payload 2.0) is a 400 before any route runs. Caller input that an
+error message repeats (a path, a source id) is cut to ``MAX_ECHO`` characters.
 
 Statuses of ``POST /reconcile``: 200 with the reconcile result (its ``status`` says ok,
 differences, corrected, partial or error); 400 a body that is not the documented shape
@@ -39,6 +41,7 @@ from minutemeter.domain.errors import (
     SourceNotFoundError,
     StoreError,
 )
+from minutemeter.domain.registry import MAX_ECHO, SourceUnreadableError, clip_echo
 from minutemeter.service.operations import (
     MalformedRequestError,
     check_health,
@@ -52,6 +55,7 @@ from minutemeter.service.reconcile import ReconcileRequest, reconcile
 from minutemeter.service.sources import check_source_id
 
 MAX_BODY_BYTES = 16 * 1024
+MAX_MESSAGE = 1000  # characters of an error message, whatever it repeats
 RECENT = 10  # jobs and reconciles shown by GET /sources/{id}
 
 logger = Logger()
@@ -77,6 +81,7 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     PayloadTooLargeError: (413, "payload_too_large"),
     InputError: (422, "invalid_window"),
     StoreError: (503, "store_unavailable"),
+    SourceUnreadableError: (500, "internal_error"),  # the stored record: `sources put` fixes it
 }
 
 
@@ -131,6 +136,40 @@ def parse_reconcile_request(body: object, is_base64: object, requested_by: str) 
                                        requested_by=requested_by)
 
 
+def event_shape_problem(event: object) -> str | None:
+    """Why ``event`` is not a Function URL event (payload 2.0) the resolver can route, or None.
+
+    What the resolver reads must be there with its type: ``requestContext.http.method`` and
+    ``rawPath`` strings, ``headers`` and ``queryStringParameters`` objects of strings (or
+    absent), ``cookies`` a list of strings (or absent)."""
+    if not isinstance(event, dict):
+        return "the event must be a JSON object"
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    if not isinstance(http, dict):
+        return "the event has no requestContext.http object"
+    if not isinstance(http.get("method"), str):
+        return "requestContext.http.method must be a string"
+    if not isinstance(event.get("rawPath"), str):
+        return "rawPath must be a string"
+    for name in ("headers", "queryStringParameters"):
+        value = event.get(name)
+        if value is not None and not _strings_by_string(value):
+            return f"{name} must be an object of strings"
+    cookies = event.get("cookies")
+    if cookies is not None and not (
+        isinstance(cookies, list) and all(isinstance(c, str) for c in cookies)
+    ):
+        return "cookies must be a list of strings"
+    return None
+
+
+def _strings_by_string(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
 def principal_of(event: object) -> str | None:
     """Who signed the request: ``requestContext.authorizer.iam`` userArn, else callerId, else
     accountId (what Lambda puts there for an AWS_IAM URL); None when there is none."""
@@ -176,7 +215,7 @@ def get_source(source_id: str) -> Response[Any]:
     try:
         check_source_id(source_id)
     except InputError:
-        raise SourceNotFoundError(source_id) from None  # no such id can be registered
+        raise SourceNotFoundError(clip_echo(source_id)) from None  # never registrable
     app = _get_app()
     source = app.state.get_source(source_id)
     return _json(HTTPStatus.OK, source_document(app.state, source, app.clock.now(),
@@ -207,14 +246,20 @@ def _json(status: int, document: Any, headers: dict[str, str] | None = None) -> 
 
 def error_response(status: int, error_type: str, message: str,
                    headers: dict[str, str] | None = None) -> Response[Any]:
-    return _json(status, {"error": {"type": error_type, "message": message}}, headers)
+    return _json(status, error_document(error_type, message), headers)
+
+
+def error_document(error_type: str, message: str) -> dict[str, Any]:
+    """The error body; the message cut to ``MAX_MESSAGE`` characters."""
+    return {"error": {"type": error_type, "message": clip_echo(message, MAX_MESSAGE)}}
 
 
 def handle_known(exc: MinutemeterError) -> Response[Any]:
     for cls in type(exc).__mro__:
         if cls in ERRORS:
             status, error_type = ERRORS[cls]
-            logger.info("request refused", extra={"status": status, "error_type": error_type})
+            log = logger.warning if status >= 500 else logger.info
+            log("request refused", extra={"status": status, "error_type": error_type})
             return error_response(status, error_type, str(exc))
     return handle_unexpected(exc)
 
@@ -238,13 +283,33 @@ _SOURCE_PATH = re.compile(r"/sources/[^/]+")
 def handle_not_found(exc: Exception) -> Response[Any]:
     path = resolver.current_event.path
     allowed = _ROUTES.get(path) or ("GET" if _SOURCE_PATH.fullmatch(path) else None)
+    if allowed and resolver.current_event.http_method.upper() == allowed:
+        # a GET of /sources/<id> whose id the route's pattern refuses (a control character)
+        return error_response(404, "source_not_found", "no such source")
     if allowed:
-        return error_response(405, "method_not_allowed", f"{path} takes {allowed}",
+        return error_response(405, "method_not_allowed",
+                              f"{clip_echo(path, MAX_ECHO)} takes {allowed}",
                               headers={"Allow": allowed})
     return error_response(404, "route_not_found", "no such route (see docs/openapi.yaml)")
 
 
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The Function URL entry point: a hand-made event of the wrong shape is a 400 here (the
+    resolver would fail on it with a KeyError or TypeError)."""
+    problem = event_shape_problem(event)
+    if problem is not None:
+        logger.info("request refused", extra={"status": 400, "error_type": "malformed_request",
+                                               "reason": problem})
+        return {
+            "statusCode": 400,
+            "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
+            "body": dumps(error_document("malformed_request", problem)),
+            "isBase64Encoded": False,
+        }
+    return _resolve(event, context)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL,
                               log_event=False, clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def _resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return resolver.resolve(event, context)

@@ -631,3 +631,80 @@ def _response_schema(event: dict[str, Any], status: int) -> jsonschema.protocols
                 response = OPENAPI["components"]["responses"][response["$ref"].split("/")[-1]]
             return _schema_of(copy.deepcopy(response["content"]["application/json"]["schema"]))
     return _schema("Error")
+
+
+# -- hand-made events and echoed input ----------------------------------------------------------
+def _without_request_context(event: dict[str, Any]) -> None:
+    del event["requestContext"]
+
+
+def _null_raw_path(event: dict[str, Any]) -> None:
+    event["rawPath"] = None
+
+
+def _headers_list(event: dict[str, Any]) -> None:
+    event["headers"] = ["accept: application/json"]
+
+
+def _headers_text(event: dict[str, Any]) -> None:
+    event["headers"] = "accept: application/json"
+
+
+def _null_http(event: dict[str, Any]) -> None:
+    event["requestContext"]["http"] = None
+
+
+def _method_number(event: dict[str, Any]) -> None:
+    event["requestContext"]["http"]["method"] = 5
+
+
+def _query_list(event: dict[str, Any]) -> None:
+    event["queryStringParameters"] = ["a=1"]
+
+
+@pytest.mark.parametrize("name", ["api-sources", "api-reconcile-dry-run"])
+@pytest.mark.parametrize(
+    "mutate",
+    [_without_request_context, _null_raw_path, _headers_list, _headers_text, _null_http,
+     _method_number, _query_list],
+)
+def test_a_hand_made_event_of_the_wrong_shape_is_a_400(
+    handler: ModuleType, ops: App, name: str, mutate: Any
+) -> None:
+    event = _event(name)
+    mutate(event)
+
+    status, headers, body = _invoke(handler, event)
+
+    assert status == 400 and headers["Content-Type"] == "application/json"
+    assert body["error"]["type"] == "malformed_request" and body["error"]["message"]
+    _schema("Error").validate(body)
+    assert ops.state.list_reconciles("demo", 5) == []
+
+
+def test_an_event_that_is_not_an_object_is_a_400(handler: ModuleType) -> None:
+    response = handler.lambda_handler([], FakeLambdaContext())
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"]["type"] == "malformed_request"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_long_path_is_not_echoed_whole(handler: ModuleType, ops: App, method: str) -> None:
+    event = _event("api-source-unknown")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/sources/" + "x" * 100_000
+    event["requestContext"]["http"]["method"] = method
+
+    status, _, body = _invoke(handler, event)
+
+    assert status == (404 if method == "GET" else 405)
+    assert body["error"]["message"].count("x") <= 100
+    assert len(body["error"]["message"]) < 200
+
+
+def test_a_get_of_a_source_id_the_route_refuses_is_404(handler: ModuleType, ops: App) -> None:
+    event = _event("api-source-unknown")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/sources/a\u0000b"
+
+    status, _, body = _invoke(handler, event)
+
+    assert status == 404 and body["error"]["type"] == "source_not_found"

@@ -243,7 +243,8 @@ def test_edges(body: object, is_base64: object, status: int | None) -> None:
 class EmptyExporter:
     """An exporter whose window holds no snapshot (reconcile finds nothing to compare)."""
 
-    def fetch_page(self, source: SourceConfig, window: Window, cursor: str | None) -> Page:
+    def fetch_page(self, source: SourceConfig, window: Window, cursor: str | None, *,
+                   time_left: float | None = None) -> Page:
         return Page(node_id="node-a", env="prod", snapshots=(), has_more=False,
                     next_cursor=None, digest=f"{window.since}/{window.until}")
 
@@ -288,3 +289,76 @@ def test_the_handler_never_answers_5xx(fake_app: App, body_and_flag: tuple[objec
     else:
         assert set(document) == {"error"} and document["error"]["type"] in ERROR_TYPES
         assert "Traceback" not in document["error"]["message"]
+
+
+# -- events of any shape ------------------------------------------------------------------------
+GET_EVENTS = [json.loads((REPO / "events" / f"{name}.json").read_text())
+              for name in ("api-sources", "api-source", "api-status", "api-healthz")]
+odd_values = st.sampled_from([None, 0, 17, "", "x", [], ["a"], {}, {"a": 1}, True])
+paths = st.sampled_from([
+    "/reconcile", "/sources", "/sources/demo", "/sources/ghost", "/status", "/healthz", "",
+    "/", "//sources", "sources", "/sources/", "/sources/a/b", "/sources/a\u0000b",
+    "/sources/\ud800", "/sources/" + "x" * 100_000, "/metrics",
+]) | st.text(max_size=30)
+methods = st.sampled_from(["GET", "POST", "PUT", "get", "", "HEAD"]) | st.text(max_size=8)
+# (where in the event, what to put there): a missing key is the marker _DELETE
+_DELETE = object()
+places = st.sampled_from([
+    ("requestContext",), ("requestContext", "http"), ("requestContext", "http", "method"),
+    ("requestContext", "http", "path"), ("requestContext", "authorizer"), ("rawPath",),
+    ("rawQueryString",), ("headers",), ("queryStringParameters",), ("cookies",), ("version",),
+    ("isBase64Encoded",), ("body",),
+])
+
+
+def _set(event: dict[str, Any], place: tuple[str, ...], value: object) -> None:
+    target: Any = event
+    for key in place[:-1]:
+        if not isinstance(target, dict) or not isinstance(target.get(key), dict):
+            return
+        target = target[key]
+    if value is _DELETE:
+        target.pop(place[-1], None)
+    else:
+        target[place[-1]] = value
+
+
+@st.composite
+def shaped_events(draw: st.DrawFn) -> object:
+    """A Function URL event with its path and method varied and then any of its parts
+    missing or of another type; now and then not an object at all."""
+    if draw(st.integers(0, 19)) == 0:
+        return draw(odd_values | st.text(max_size=5))
+    event = json.loads(json.dumps(draw(st.sampled_from([EVENT, *GET_EVENTS]))))
+    path = draw(paths)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = draw(methods)
+    for place in draw(st.lists(places, max_size=3)):
+        value = draw(st.just(_DELETE) | odd_values | st.dictionaries(
+            st.text(max_size=5), st.text(max_size=5) | odd_values, max_size=3))
+        _set(event, place, value)
+    return event
+
+
+@HYPOTHESIS
+@given(shaped_events())
+@example({"version": "2.0", "rawPath": "/status"})  # no requestContext
+@example({**GET_EVENTS[0], "rawPath": None})
+@example({**GET_EVENTS[0], "headers": ["accept"]})
+@example({**GET_EVENTS[1], "rawPath": "/sources/" + "x" * 100_000})
+def test_the_handler_never_answers_5xx_whatever_the_event(fake_app: App, incoming: object) -> None:
+    response = api.lambda_handler(incoming, Context())
+
+    status = response["statusCode"]
+    event(f"status {status}")
+    document = json.loads(response["body"])
+    path = incoming.get("rawPath") if isinstance(incoming, dict) else None
+    if status == 503:  # /healthz of the in-memory app: no drift verdict, a stale source
+        assert path == "/healthz" and document["ok"] is False
+        return
+    assert 200 <= status < 500, response
+    if status >= 400:
+        assert set(document) == {"error"}
+        assert document["error"]["type"] in ERROR_TYPES | {"route_not_found",
+                                                           "method_not_allowed"}
+        assert len(document["error"]["message"]) <= 300  # echoed input is cut

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, Inexact, Rounded
+from decimal import Context, Decimal, Inexact, Rounded
 
 import pytest
+from boto3.dynamodb.types import TypeSerializer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from minutemeter.domain.errors import InputError
 from minutemeter.domain.ids import (
     LEDGER_NAMESPACE,
     bucket_key,
@@ -16,6 +20,14 @@ from minutemeter.domain.ids import (
     ledger_id,
 )
 from minutemeter.domain.model import BillingProfile, BucketRef, MinuteUsage, QuotaPlan
+from minutemeter.domain.money import (
+    MAX_BILLABLE_BYTES,
+    MULTIPLIER_DIGITS,
+    MULTIPLIER_PLACES,
+    PRICE_DIGITS,
+    PRICE_PLACES,
+    check_profile,
+)
 from minutemeter.domain.rating import included_total, plan_entries, price
 
 A = "6f1c2a4e-0b7d-4c55-9a0e-3f2b8d1e7c90"
@@ -221,3 +233,77 @@ def test_entry_ids_of_usage_and_corrections() -> None:
     later = BucketRef("src-a", "node-a", A, T0, correction_variant(1, 500))
     assert entry_id(first) == entry_id(again)  # the same reconcile names the same correction
     assert len({entry_id(usage), entry_id(first), entry_id(later)}) == 3
+
+
+# --- money bounds (domain/money.py) -------------------------------------------------------------
+
+
+def _digits(count: int, places: int) -> st.SearchStrategy[Decimal]:
+    """Decimals of at most ``count`` significant digits and ``places`` decimal places, in
+    [0, 10**6]."""
+    return st.builds(
+        lambda coefficient, exponent: Decimal(coefficient).scaleb(exponent),
+        st.integers(0, 10**count - 1) | st.just(10**count - 1), st.integers(-places, 0),
+    ).filter(lambda d: d <= 10**6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    price_per_byte=_digits(PRICE_DIGITS, PRICE_PLACES),
+    multiplier=_digits(MULTIPLIER_DIGITS, MULTIPLIER_PLACES),
+    nbytes=st.integers(-MAX_BILLABLE_BYTES, MAX_BILLABLE_BYTES)
+    | st.sampled_from([MAX_BILLABLE_BYTES, -MAX_BILLABLE_BYTES, 2**60, 2**63, 10**19]),
+)
+def test_every_profile_within_the_bounds_prices_exactly_and_fits_dynamodb(
+    price_per_byte: Decimal, multiplier: Decimal, nbytes: int
+) -> None:
+    checked = check_profile(BillingProfile(0, price_per_byte, multiplier, "v1"))
+
+    amount = price(nbytes, checked)  # never Inexact or Rounded
+
+    wide = Context(prec=100)
+    assert amount == wide.multiply(wide.multiply(Decimal(nbytes), checked.price_per_byte),
+                                   checked.effective_multiplier)
+    TypeSerializer().serialize(amount)  # a DynamoDB number: 38 digits, exponent in range
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("price_per_byte", "0." + "1" * 38),
+        ("price_per_byte", "1234567890123"),
+        ("price_per_byte", "1000000.1"),
+        ("price_per_byte", "1E-19"),
+        ("price_per_byte", "-1E-9"),
+        ("price_per_byte", "Infinity"),
+        ("price_per_byte", "NaN"),
+        ("multiplier", "1.234567"),
+        ("multiplier", "0.0000001"),
+        ("multiplier", "1000001"),
+        ("multiplier", "-0.5"),
+    ],
+)
+def test_money_outside_the_bounds_is_refused(field: str, value: str) -> None:
+    base = {"price_per_byte": Decimal("0.000000001"), "multiplier": Decimal(1)}
+    base[field] = Decimal(value)
+    with pytest.raises(InputError, match=field.replace("_", "-")):
+        check_profile(BillingProfile(0, base["price_per_byte"], base["multiplier"], "v1"))
+
+
+@pytest.mark.parametrize("included", [-1, 2**63 + 1])
+def test_included_bytes_outside_0_to_2_63_are_refused(included: int) -> None:
+    with pytest.raises(InputError, match="--included-bytes"):
+        check_profile(BillingProfile(included, Decimal(0), Decimal(1), "v1"))
+
+
+def test_canonical_money_drops_trailing_fractional_zeros_only() -> None:
+    checked = check_profile(
+        BillingProfile(2**63, Decimal("1000000.000"), Decimal("-0"), "v1"))
+    assert (str(checked.price_per_byte), str(checked.multiplier)) == ("1000000", "0")
+    assert str(check_profile(profile(per_byte="0.000000001000")).price_per_byte) == "1E-9"
+
+
+def test_the_worst_case_amount_uses_all_38_digits_exactly() -> None:
+    worst = check_profile(BillingProfile(0, Decimal("999999.999999"), Decimal("999999"), "v"))
+    amount = price(MAX_BILLABLE_BYTES, worst)
+    assert len(amount.as_tuple().digits) == 38

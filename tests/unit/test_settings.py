@@ -180,3 +180,24 @@ def test_settings_are_frozen() -> None:
     loaded = load_settings({})
     with pytest.raises(dataclasses.FrozenInstanceError):
         loaded.http_retries = 9  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        # money with more precision than pricing keeps exact (domain/money.py): the run would
+        # fail on decimal.Inexact after writing other accounts' entries
+        (s.ENV_DEFAULT_PRICE_PER_BYTE, "0." + "1" * 38),
+        (s.ENV_DEFAULT_PRICE_PER_BYTE, "1e7"),
+        (s.ENV_DEFAULT_MULTIPLIER, "1.0000001"),
+        (s.ENV_DEFAULT_INCLUDED_BYTES, str(2**63 + 1)),
+        # durations whose datetime arithmetic would overflow
+        (s.ENV_CLOCK_TOLERANCE_SECONDS, "999999999999999"),
+        (s.ENV_RECORD_TTL_DAYS, "99999999999"),
+        (s.ENV_DEADLINE_MARGIN_SECONDS, "1e12"),
+        (s.ENV_MAX_COUNTER_BYTES, str(10**20)),
+    ],
+)
+def test_values_that_would_fail_a_later_run_are_refused_at_load(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: raw})

@@ -7,6 +7,7 @@ JSON (or JSON Lines) on stdout, logs on stderr. Exit status: 0 ok, 1 error, 2 ba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import logging
@@ -28,9 +29,11 @@ from minutemeter.domain.model import (
     JobStatus,
     ResetPolicy,
 )
+from minutemeter.domain.money import check_profile, parse_decimal
+from minutemeter.domain.registry import SourceUnreadableError
 from minutemeter.domain.timeutil import format_second, parse_rfc3339
 from minutemeter.domain.validation import is_account_id
-from minutemeter.ports import LedgerFilter
+from minutemeter.ports import Clock, LedgerFilter
 from minutemeter.presenters import decimal_text, entry_to_json, source_to_json, status_table
 from minutemeter.progress import ProgressBar
 from minutemeter.remote import RemoteBusyError, reconcile_until_done
@@ -43,6 +46,9 @@ from minutemeter.service.sources import SourceChanges, put_source
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LEASE_HELD = 0, 1, 2, 3, 4
 EXIT_DIFFERENCES = 5
 EXIT_DRIFT = 6
+# The collector function's Timeout in template.yaml: `collect` gets the same budget by default.
+COLLECTOR_TIMEOUT_SECONDS = 300
+MAX_TIMEOUT_SECONDS = 86_400
 JOB_EXIT = {
     JobStatus.OK: EXIT_OK,
     JobStatus.PARTIAL: EXIT_PARTIAL,
@@ -156,8 +162,28 @@ def _sources_list(app: App, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class TimeoutBudget:
+    """:class:`minutemeter.ports.Budget` of ``seconds`` from its creation, measured on the
+    clock's monotonic time (what the Lambda context's remaining time is to the collector)."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        self._clock = clock
+        self._deadline = clock.monotonic() + seconds
+
+    def remaining_seconds(self) -> float | None:
+        return self._deadline - self._clock.monotonic()
+
+
 def _collect(app: App, args: argparse.Namespace) -> int:
-    job = collect_source(app.collect_deps, args.source_id)
+    seconds: float = args.timeout
+    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:  # NaN fails this too
+        raise InputError(f"--timeout must be > 0 and at most {MAX_TIMEOUT_SECONDS} seconds")
+    margin = app.settings.deadline_margin_seconds
+    if seconds <= margin:
+        log.warning("--timeout %s s is within the deadline margin (%s s): nothing will be "
+                    "collected", seconds, margin)
+    job = collect_source(app.collect_deps, args.source_id,
+                         budget=TimeoutBudget(app.clock, seconds))
     _emit(job_to_dict(job))
     return JOB_EXIT[job.status]
 
@@ -233,10 +259,11 @@ def _ledger_export(app: App, args: argparse.Namespace) -> int:
 
 def _status(app: App, args: argparse.Namespace) -> int:
     now = app.clock.now()
-    sources = (
-        [app.state.get_source(args.source_id)] if args.source_id else app.state.list_sources()
-    )
-    documents = [source_document(app.state, s, now, jobs=args.jobs or 0) for s in sources]
+    if args.source_id:  # SourceUnreadableError: exit 1, saying how to repair it
+        source = app.state.get_source(args.source_id)
+        documents = [source_document(app.state, source, now, jobs=args.jobs or 0)]
+    else:
+        documents = source_documents(app.state, now, jobs=args.jobs or 0)
     if args.table:
         print(status_table(documents))
     else:
@@ -246,7 +273,8 @@ def _status(app: App, args: argparse.Namespace) -> int:
 
 def _records(kind: str) -> Callable[[App, argparse.Namespace], int]:
     def command(app: App, args: argparse.Namespace) -> int:
-        app.state.get_source(args.source_id)
+        with contextlib.suppress(SourceUnreadableError):  # registered; records still readable
+            app.state.get_source(args.source_id)
         for record in app.state.list_records(args.source_id, kind, args.limit):
             print(json.dumps(record, default=_json_default, separators=(",", ":")))
         return EXIT_OK
@@ -255,18 +283,15 @@ def _records(kind: str) -> Callable[[App, argparse.Namespace], int]:
 
 
 def _profiles_put(app: App, args: argparse.Namespace) -> int:
-    profile = BillingProfile(
+    """Money within domain/money.py's precision and range (exact pricing), else exit 2."""
+    profile = check_profile(BillingProfile(
         included_bytes=args.included_bytes,
-        price_per_byte=_decimal(args.price_per_byte, "--price-per-byte"),
-        multiplier=_decimal(args.multiplier, "--multiplier"),
+        price_per_byte=parse_decimal(args.price_per_byte, "--price-per-byte"),
+        multiplier=parse_decimal(args.multiplier, "--multiplier"),
         pricing_rule_version=args.pricing_version,
-    )
-    if profile.included_bytes < 0 or profile.price_per_byte < 0:
-        raise InputError("--included-bytes and --price-per-byte must be >= 0")
-    if not profile.pricing_rule_version.strip():
-        raise InputError("--pricing-version must not be empty")
+    ))
     if not is_account_id(args.account_id):
-        raise InputError(f"account id must be a UUID, got {args.account_id!r}")
+        raise InputError(f"account id must be a UUID, got {args.account_id[:40]!r}")
     app.state.put_profile(args.account_id.lower(), profile)
     _emit({"account_id": args.account_id.lower(), **vars(profile)})
     return EXIT_OK
@@ -282,16 +307,6 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _decimal(text: str, flag: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except ArithmeticError as exc:
-        raise InputError(f"{flag} must be a decimal number, got {text!r}") from exc
-    if not value.is_finite():
-        raise InputError(f"{flag} must be finite")
     return value
 
 
@@ -316,13 +331,15 @@ def _parser() -> argparse.ArgumentParser:
     put.add_argument("--url", help="exporter base URL (required for a new source)")
     put.add_argument("--node-id", help="expected node_id (default: learned and then enforced)")
     put.add_argument("--env", help="expected env")
-    put.add_argument("--start", help="RFC 3339; nothing before it is billed (default: now)")
+    put.add_argument("--start", help="RFC 3339 between 2000-01-01 and 9000-01-01; nothing "
+                     "before it is billed (default: now)")
     put.add_argument("--lag", type=int, metavar="SECONDS", help="minutes bill once now-lag passed")
     put.add_argument("--max-window", type=int, metavar="SECONDS", help="largest window per run")
     put.add_argument("--reset-policy", choices=[p.value for p in ResetPolicy])
     put.add_argument("--lease-seconds", type=int, metavar="S")
     put.add_argument("--token-secret", metavar="ARN", help="Secrets Manager or SSM reference")
-    put.add_argument("--clock-tolerance", type=int, metavar="SECONDS")
+    put.add_argument("--clock-tolerance", type=int, metavar="SECONDS",
+                     help="1-604800 (default: the MINUTEMETER_CLOCK_TOLERANCE_SECONDS setting)")
     put.add_argument("--clock-guard", choices=[a.value for a in ClockGuardAction],
                      help="when the clock error exceeds --clock-margin-ms: widen the lag "
                           "(default) or pause")
@@ -341,6 +358,10 @@ def _parser() -> argparse.ArgumentParser:
 
     collect = commands.add_parser("collect", help="one collector run for a source")
     collect.add_argument("source_id", metavar="ID")
+    collect.add_argument("--timeout", type=float, default=float(COLLECTOR_TIMEOUT_SECONDS),
+                         metavar="S", help="the run's budget in seconds, as the Lambda's "
+                         f"remaining time (default {COLLECTOR_TIMEOUT_SECONDS}, the collector "
+                         f"function's timeout; at most {MAX_TIMEOUT_SECONDS})")
     collect.set_defaults(handler=_collect)
 
     check = commands.add_parser(
@@ -395,8 +416,10 @@ def _parser() -> argparse.ArgumentParser:
     profile_put = profiles_cmd.add_parser("put", help="set an account's billing profile")
     profile_put.add_argument("account_id", metavar="UUID")
     profile_put.add_argument("--included-bytes", type=int, required=True)
-    profile_put.add_argument("--price-per-byte", required=True)
-    profile_put.add_argument("--multiplier", default="1")
+    profile_put.add_argument("--price-per-byte", required=True,
+                             help="0-1000000, at most 12 significant digits, 18 decimals")
+    profile_put.add_argument("--multiplier", default="1",
+                             help="0-1000000, at most 6 significant digits, 6 decimals")
     profile_put.add_argument("--pricing-version", required=True)
     profile_put.set_defaults(handler=_profiles_put)
     return parser

@@ -94,12 +94,15 @@ _COLUMNS = (
 
 
 def status_table(documents: Sequence[dict[str, Any]]) -> str:
-    """A fixed-width table of source status documents, for people."""
+    """A fixed-width table of source status documents, for people. An unreadable source
+    (``{"source_id", "error"}``) shows ``unreadable`` and its error in the last-error column."""
     rows = []
     for document in documents:
         job = document.get("last_job") or {}
         merged = {**job, **document}
         merged["status"] = job.get("status", "-")
+        if "error" in document:
+            merged.update(status="unreadable", last_error=document["error"])
         health = document.get("health") or {}
         merged["health_status"] = health.get("status")
         rate = health.get("failure_rate")

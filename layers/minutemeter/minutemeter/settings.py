@@ -8,11 +8,13 @@ Endpoints and credentials are never settings of ours: boto3 reads ``AWS_REGION``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 
-from minutemeter.domain.errors import ConfigError
+from minutemeter.domain.errors import ConfigError, InputError
 from minutemeter.domain.model import BillingProfile
+from minutemeter.domain.money import MAX_BILLABLE_BYTES, check_profile
+from minutemeter.domain.registry import MAX_CLOCK_TOLERANCE_SECONDS
 
 ENV_LEDGER_TABLE = "MINUTEMETER_LEDGER_TABLE"
 ENV_STATE_TABLE = "MINUTEMETER_STATE_TABLE"
@@ -161,26 +163,34 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"{ENV_LEDGER_TABLE} must not be empty")
     if not settings.state_table:
         raise ConfigError(f"{ENV_STATE_TABLE} must not be empty")
-    if settings.default_profile.included_bytes < 0:
-        raise ConfigError(f"{ENV_DEFAULT_INCLUDED_BYTES} must be >= 0")
-    if settings.default_profile.price_per_byte < 0:
-        raise ConfigError(f"{ENV_DEFAULT_PRICE_PER_BYTE} must be >= 0")
-    if settings.clock_tolerance_seconds <= 0:
-        raise ConfigError(f"{ENV_CLOCK_TOLERANCE_SECONDS} must be > 0")
-    if settings.max_counter_bytes <= 0:
-        raise ConfigError(f"{ENV_MAX_COUNTER_BYTES} must be > 0")
+    profile = settings.default_profile
+    try:  # the precision that keeps every amount exact (domain/money.py); <= 0 multiplies by 1
+        check_profile(replace(profile, multiplier=profile.effective_multiplier), names={
+            "included_bytes": ENV_DEFAULT_INCLUDED_BYTES,
+            "price_per_byte": ENV_DEFAULT_PRICE_PER_BYTE,
+            "multiplier": ENV_DEFAULT_MULTIPLIER,
+            "pricing_rule_version": ENV_DEFAULT_PRICING_VERSION,
+        })
+    except InputError as exc:
+        raise ConfigError(str(exc)) from exc
+    if not 0 < settings.clock_tolerance_seconds <= MAX_CLOCK_TOLERANCE_SECONDS:
+        raise ConfigError(
+            f"{ENV_CLOCK_TOLERANCE_SECONDS} must be between 1 and {MAX_CLOCK_TOLERANCE_SECONDS}")
+    if not 0 < settings.max_counter_bytes <= MAX_BILLABLE_BYTES:
+        raise ConfigError(f"{ENV_MAX_COUNTER_BYTES} must be between 1 and {MAX_BILLABLE_BYTES}"
+                          " (pricing stays exact up to it)")
     if not 1 <= settings.commit_concurrency <= 64:
         raise ConfigError(f"{ENV_COMMIT_CONCURRENCY} must be between 1 and 64")
-    if settings.http_timeout_seconds <= 0:
-        raise ConfigError(f"{ENV_HTTP_TIMEOUT_SECONDS} must be > 0")
-    if settings.deadline_margin_seconds < 0:
-        raise ConfigError(f"{ENV_DEADLINE_MARGIN_SECONDS} must be >= 0")
+    if not 0 < settings.http_timeout_seconds <= 900:
+        raise ConfigError(f"{ENV_HTTP_TIMEOUT_SECONDS} must be > 0 and at most 900")
+    if not 0 <= settings.deadline_margin_seconds <= 900:
+        raise ConfigError(f"{ENV_DEADLINE_MARGIN_SECONDS} must be between 0 and 900")
     if settings.http_retries < 0:
         raise ConfigError(f"{ENV_HTTP_RETRIES} must be >= 0")
     if not 0 <= settings.lease_margin_seconds <= 60:
         raise ConfigError(f"{ENV_LEASE_MARGIN_SECONDS} must be between 0 and 60")
-    if settings.clock_verdict_max_age_seconds <= 0:
-        raise ConfigError(f"{ENV_CLOCK_VERDICT_MAX_AGE_SECONDS} must be > 0")
+    if not 0 < settings.clock_verdict_max_age_seconds <= 86_400:
+        raise ConfigError(f"{ENV_CLOCK_VERDICT_MAX_AGE_SECONDS} must be between 1 and 86400")
     if not 0 <= settings.clock_fallback_error_seconds <= 3600:
         raise ConfigError(f"{ENV_CLOCK_FALLBACK_ERROR_SECONDS} must be between 0 and 3600")
     if not 1 <= settings.drift_samples <= 10:
@@ -195,8 +205,8 @@ def _validate(settings: Settings) -> None:
     ):
         if value <= 0:
             raise ConfigError(f"{name} must be > 0")
-    if settings.record_ttl_days <= 0:
-        raise ConfigError(f"{ENV_RECORD_TTL_DAYS} must be > 0")
+    if not 0 < settings.record_ttl_days <= 3650:
+        raise ConfigError(f"{ENV_RECORD_TTL_DAYS} must be between 1 and 3650")
 
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:

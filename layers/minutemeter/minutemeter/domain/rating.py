@@ -15,12 +15,18 @@ from minutemeter.domain.model import (
 )
 
 # DynamoDB numbers hold 38 significant digits; an amount that needs more is a pricing error,
-# not something to round silently.
+# not something to round silently. The bounds of domain/money.py (checked wherever a profile is
+# accepted) keep every amount of up to MAX_BILLABLE_BYTES within them.
 _MONEY = Context(prec=38, traps=[Inexact, Rounded])
 
 
 def price(billable_bytes: int, profile: BillingProfile) -> Decimal:
-    """``billable_bytes * price_per_byte * multiplier``, exact (raises ``decimal.Inexact``)."""
+    """``billable_bytes * price_per_byte * multiplier``, exact.
+
+    Never rounds: raises ``decimal.Inexact``/``Rounded`` when the product needs more than 38
+    significant digits, which cannot happen for a profile within ``domain.money``'s bounds
+    and ``|billable_bytes| <= money.MAX_BILLABLE_BYTES``.
+    """
     return _MONEY.multiply(
         _MONEY.multiply(Decimal(billable_bytes), profile.price_per_byte),
         profile.effective_multiplier,

@@ -9,16 +9,22 @@ Health (``GET /healthz``, :func:`check_health`) passes when all three checks pas
   partition; ledger: a GetItem of a quota item that never exists).
 - ``clock_verdict``: the latest drift verdict exists and is at most
   ``settings.clock_verdict_max_age_seconds`` old (the age the clock guard trusts).
-- ``sources``: no enabled source is stale. A source is **stale** when its watermark (or, before
-  its first commit, its start) is more than ``lag_seconds + max(3 x max_window_seconds,
-  15 min)`` behind ``now``: a healthy watermark sits ``lag`` behind by design, and three full
-  windows (at least 15 minutes) of catch-up on top of that is what the schedule may owe. A
-  source whose start is in the future is not stale; disabled sources are listed, not judged.
+- ``sources``: no enabled source is stale and no registry record is unreadable. A source is
+  **stale** when its watermark (or, before its first commit, its start) is more than
+  ``lag_seconds + max(3 x max_window_seconds, 15 min)`` behind ``now``: a healthy watermark
+  sits ``lag`` behind by design, and three full windows (at least 15 minutes) of catch-up on
+  top of that is what the schedule may owe. A source whose start is in the future is not
+  stale; disabled sources are listed, not judged. An **unreadable** record (one that does not
+  parse, ``domain/registry.py``) is never collected: it is listed under ``unreadable``.
+
+Listings never fail on one bad record: a source whose registry record (or sync state) cannot
+be read appears as ``{"source_id", "error"}`` and the others are shown as usual.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,8 +32,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from minutemeter.domain.errors import InputError, StoreError
+from minutemeter.domain.errors import InputError, MinutemeterError, StoreError
 from minutemeter.domain.model import SourceConfig
+from minutemeter.domain.registry import MAX_ECHO, UnreadableSource, clip_echo
 from minutemeter.domain.timeutil import (
     format_instant,
     format_second,
@@ -37,8 +44,10 @@ from minutemeter.domain.timeutil import (
 from minutemeter.ports import LedgerStore, StateStore
 from minutemeter.presenters import decimal_text, source_to_json
 from minutemeter.service.reconcile import MAX_WINDOW, ReconcileRequest
-from minutemeter.service.sources import check_source_id, source_status
+from minutemeter.service.sources import check_source_id, registry_entries, source_status
 from minutemeter.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 STALE_WINDOWS = 3
 STALE_FLOOR = timedelta(minutes=15)
@@ -136,9 +145,31 @@ def source_document(
     return plain
 
 
-def source_documents(state: StateStore, now: datetime) -> list[dict[str, Any]]:
-    """:func:`source_document` of every registered source."""
-    return [source_document(state, s, now) for s in state.list_sources()]
+def source_documents(
+    state: StateStore, now: datetime, *, jobs: int = 0
+) -> list[dict[str, Any]]:
+    """:func:`source_document` of every registered source; a source whose record or sync
+    state cannot be read is :func:`unreadable_document` instead (and a warning in the log)."""
+    documents = []
+    for entry in registry_entries(state):
+        if isinstance(entry, UnreadableSource):
+            documents.append(unreadable_document(entry))
+            continue
+        try:
+            documents.append(source_document(state, entry, now, jobs=jobs))
+        except StoreError:
+            raise  # the table did not answer: the listing fails as a whole
+        except (MinutemeterError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            logger.warning("unreadable sync state", exc_info=exc,
+                           extra={"source_id": entry.source_id})
+            reason = clip_echo(f"sync state: {type(exc).__name__}: {exc}", 3 * MAX_ECHO)
+            documents.append(unreadable_document(UnreadableSource(entry.source_id, reason)))
+    return documents
+
+
+def unreadable_document(entry: UnreadableSource) -> dict[str, Any]:
+    """A source that cannot be shown: ``{"source_id", "error"}``; ``sources put`` repairs it."""
+    return {"source_id": entry.source_id, "error": entry.error}
 
 
 STATUS_FIELDS = ("source_id", "enabled", "last_completed_until", "watermark_lag_seconds",
@@ -149,7 +180,8 @@ def status_document(state: StateStore, now: datetime) -> dict[str, Any]:
     """The last job result and health of every source (a subset of the source documents)."""
     return {
         "generated_at": format_instant(now),
-        "sources": [{k: d[k] for k in STATUS_FIELDS} for d in source_documents(state, now)],
+        "sources": [d if "error" in d else {k: d[k] for k in STATUS_FIELDS}
+                    for d in source_documents(state, now)],
     }
 
 
@@ -171,9 +203,9 @@ def check_health(
 ) -> HealthReport:
     """Run the three checks of the module doc; storage failures fail checks, never raise."""
     tables: dict[str, Any] = {"state": "ok", "ledger": "ok"}
-    sources: list[SourceConfig] | None = None
+    sources: list[SourceConfig | UnreadableSource] | None = None
     try:
-        sources = state.list_sources()
+        sources = registry_entries(state)
     except StoreError as exc:
         tables["state"] = _failure(exc)
     try:
@@ -209,15 +241,23 @@ def _verdict_check(state: StateStore, settings: Settings, now: datetime) -> dict
 
 
 def _sources_check(
-    state: StateStore, sources: list[SourceConfig] | None, now: datetime
+    state: StateStore, entries: list[SourceConfig | UnreadableSource] | None, now: datetime
 ) -> dict[str, Any]:
-    if sources is None:
+    if entries is None:
         return {"ok": False, "reason": "the state table did not answer"}
+    sources = [e for e in entries if isinstance(e, SourceConfig)]
+    unreadable = [e.source_id for e in entries if isinstance(e, UnreadableSource)]
     stale: list[dict[str, Any]] = []
     disabled = [s.source_id for s in sources if not s.enabled]
     try:
         for source in (s for s in sources if s.enabled):
-            mark = state.get_state(source.source_id).last_completed_until
+            try:
+                mark = state.get_state(source.source_id).last_completed_until
+            except StoreError:
+                raise
+            except (MinutemeterError, KeyError, TypeError, ValueError, ArithmeticError):
+                unreadable.append(source.source_id)  # its sync state: logged by the listings
+                continue
             behind = (now - (mark or source.start)).total_seconds()
             limit = stale_limit_seconds(source)
             if behind > limit:
@@ -225,8 +265,12 @@ def _sources_check(
                               "behind_seconds": behind, "limit_seconds": limit})
     except StoreError as exc:
         return {"ok": False, "reason": _failure(exc)}
-    return {"ok": not stale, "checked": len(sources) - len(disabled), "disabled": disabled,
-            "stale": stale}
+    check: dict[str, Any] = {"ok": not stale and not unreadable,
+                              "checked": len(sources) - len(disabled), "disabled": disabled,
+                              "stale": stale}
+    if unreadable:
+        check["unreadable"] = unreadable
+    return check
 
 
 def _failure(exc: Exception) -> str:

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 from minutemeter.domain.errors import ConfigError, InputError, SourceNotFoundError
 from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceConfig, SyncState
 from minutemeter.domain.references import classify_reference
-from minutemeter.domain.timeutil import MINUTE, floor_minute, is_minute_aligned
+from minutemeter.domain.registry import (
+    EARLIEST_START,
+    LATEST_START,
+    MAX_CLOCK_TOLERANCE_SECONDS,
+    SourceUnreadableError,
+    UnreadableSource,
+    clip_echo,
+)
+from minutemeter.domain.timeutil import MINUTE, floor_minute, format_second, is_minute_aligned
 from minutemeter.ports import StateStore
 
+logger = logging.getLogger(__name__)
+
 _SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
+MAX_URL_LENGTH = 2048
 
 
 @dataclass(frozen=True)
@@ -41,13 +54,25 @@ def put_source(
     """Create or update a source; unspecified fields keep their value.
 
     A new source without ``start`` starts at the next minute after ``now``; a start that is not
-    minute-aligned moves up to the next minute (nothing before it is ever billed).
-    Raises :class:`InputError` on invalid values.
+    minute-aligned moves up to the next minute (nothing before it is ever billed). A source
+    whose stored record is unreadable is replaced as if it were new (``--url`` required,
+    unspecified fields take their defaults). Raises :class:`InputError` on invalid values.
     """
     check_source_id(source_id)
+    if changes.start is not None:
+        check_start(changes.start)  # before rounding: a start at the end of time cannot round
     try:
         current: SourceConfig | None = state.get_source(source_id)
     except SourceNotFoundError:
+        current = None
+    except SourceUnreadableError as exc:
+        if changes.url is None:
+            raise InputError(
+                f"source {clip_echo(source_id)!r} has an unreadable record ({exc.reason}); "
+                "give --url (and any other settings) to replace it"
+            ) from exc
+        logger.warning("replacing an unreadable source record",
+                       extra={"source_id": source_id, "reason": exc.reason})
         current = None
     if current is None:
         if changes.url is None:
@@ -69,11 +94,41 @@ def check_source_id(source_id: str) -> None:
         )
 
 
+def check_start(start: datetime) -> None:
+    """Raise :class:`InputError` unless ``EARLIEST_START <= start <= LATEST_START``."""
+    if not EARLIEST_START <= start <= LATEST_START:
+        raise InputError(
+            f"--start must be between {format_second(EARLIEST_START)} and "
+            f"{format_second(LATEST_START)}"
+        )
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`InputError` unless ``url`` is a plain http(s) base URL: a host, no
+    credentials (tokens belong in Secrets Manager or SSM, ``--token-secret``), and no query or
+    fragment (the window path and its query are appended to it)."""
+    if len(url) > MAX_URL_LENGTH:
+        raise InputError(f"--url must be at most {MAX_URL_LENGTH} characters")
+    try:
+        parsed = urlparse(url)
+        parsed.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError as exc:
+        raise InputError(f"--url is not a valid URL: {clip_echo(url)!r}") from exc
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        raise InputError(f"--url must be an http(s) URL, got {clip_echo(url)!r}")
+    if "@" in parsed.netloc:  # userinfo: never shown back, it may hold a password
+        raise InputError(
+            "--url must not contain credentials (user:password@); put the token in Secrets "
+            "Manager or SSM and name it with --token-secret"
+        )
+    if parsed.query or parsed.fragment or "?" in url or "#" in url:
+        raise InputError("--url must not have a query string or fragment (a base URL only)")
+
+
 def validate_source(source: SourceConfig) -> None:
     """Raise :class:`InputError` if ``source`` cannot be collected safely."""
-    parsed = urlparse(source.url)
-    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-        raise InputError(f"--url must be an http(s) URL, got {source.url!r}")
+    check_url(source.url)
+    check_start(source.start)
     if not 0 <= source.lag_seconds <= 86_400:
         raise InputError("--lag must be between 0 and 86400 seconds")
     if source.max_window_seconds < 60 or source.max_window_seconds % 60:
@@ -83,8 +138,10 @@ def validate_source(source: SourceConfig) -> None:
     if not 5 <= source.lease_seconds <= 900:
         raise InputError("--lease-seconds must be between 5 and 900")
     tolerance = source.clock_tolerance_seconds
-    if tolerance is not None and tolerance <= 0:
-        raise InputError("--clock-tolerance must be > 0 seconds")
+    if tolerance is not None and not 1 <= tolerance <= MAX_CLOCK_TOLERANCE_SECONDS:
+        raise InputError(
+            f"--clock-tolerance must be between 1 and {MAX_CLOCK_TOLERANCE_SECONDS} seconds"
+        )
     if not 0 <= source.clock_margin_ms <= 600_000:
         raise InputError("--clock-margin-ms must be between 0 and 600000")
     if not is_minute_aligned(source.start):
@@ -94,6 +151,26 @@ def validate_source(source: SourceConfig) -> None:
             classify_reference(source.token_secret)
         except ConfigError as exc:
             raise InputError(f"--token-secret: {exc}") from exc
+
+
+@runtime_checkable
+class SourceRegistry(Protocol):
+    """A state store that can list unreadable registry records too (``DynamoStateStore``).
+
+    Belongs on ``ports.StateStore`` once every implementation (the fakes) has it; until then
+    :func:`registry_entries` falls back to ``list_sources`` (stores that cannot hold an
+    unreadable record)."""
+
+    def list_source_entries(self) -> list[SourceConfig | UnreadableSource]:
+        """Every registry record, by source id: a config, or why it cannot be read."""
+
+
+def registry_entries(state: StateStore) -> list[SourceConfig | UnreadableSource]:
+    """Every registered source; an unreadable record is an :class:`UnreadableSource` entry
+    rather than a failure of the whole listing."""
+    if isinstance(state, SourceRegistry):
+        return state.list_source_entries()
+    return list(state.list_sources())
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ Keys::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
@@ -32,6 +33,7 @@ from minutemeter.adapters.dynamo.base import (
 from minutemeter.domain.errors import (
     LeaseHeldError,
     LeaseLostError,
+    MinutemeterError,
     SourceNotFoundError,
     StoreError,
 )
@@ -49,10 +51,24 @@ from minutemeter.domain.model import (
     SourceConfig,
     SyncState,
 )
+from minutemeter.domain.registry import (
+    SourceUnreadableError,
+    UnreadableSource,
+    clip_echo,
+    operability_problem,
+)
 from minutemeter.domain.timeutil import epoch_seconds, format_instant, parse_rfc3339
 from minutemeter.ports import LeaseGrant
 
+logger = logging.getLogger(__name__)
+
 SOURCES_PK = "SOURCES"
+# Free text of a job result is clipped before it is stored: an item is at most 400 KB, and an
+# exporter's error message can be any size.
+MAX_ERROR_CHARS = 1000
+MAX_NOTES = 20
+MAX_NOTE_CHARS = 500
+MAX_REASON_CHARS = 300  # why a registry record is unreadable
 VERDICT_KEY = {"pk": "CLOCK", "sk": "LATEST"}
 
 
@@ -77,18 +93,34 @@ class DynamoStateStore:
         self.table.call("put_item", TableName=self.table.name, Item=to_wire(item))
 
     def get_source(self, source_id: str) -> SourceConfig:
+        """Raises ``SourceNotFoundError``, or ``SourceUnreadableError`` for a record that does
+        not parse or is not operable (``domain.registry``)."""
         item = self.table.get({"pk": SOURCES_PK, "sk": source_id})
         if item is None:
             raise SourceNotFoundError(source_id)
-        return _source_from_item(item)
+        entry = _read_source(source_id, item)
+        if isinstance(entry, UnreadableSource):
+            raise SourceUnreadableError(source_id, entry.error)
+        return entry
 
     def list_sources(self) -> list[SourceConfig]:
+        """The readable sources; an unreadable record is logged and left out."""
+        return [e for e in self.list_source_entries() if isinstance(e, SourceConfig)]
+
+    def list_source_entries(self) -> list[SourceConfig | UnreadableSource]:
+        """Every registry record by source id; one that cannot be read is an
+        :class:`UnreadableSource` (and a warning in the log), never a failed listing."""
         items = self.table.query(
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues=values({":pk": SOURCES_PK}),
             ConsistentRead=True,
         )
-        return [_source_from_item(i) for i in items]
+        entries = [_read_source(str(i.get("sk", "")), i) for i in items]
+        for entry in entries:
+            if isinstance(entry, UnreadableSource):
+                logger.warning("unreadable source record",
+                               extra={"source_id": entry.source_id, "error": entry.error})
+        return entries
 
     # -- sync state ------------------------------------------------------------------------
     def get_state(self, source_id: str) -> SyncState:
@@ -104,15 +136,23 @@ class DynamoStateStore:
         baseline_taken_at: datetime | None,
         at: datetime,
         fence: int | None,
+        env: str | None = None,
+        rebaseline: bool = False,
     ) -> SyncState:
-        expression = "SET last_completed_until = :until, node_id = :node, progress_at = :at"
+        expression = "SET last_completed_until = :until, progress_at = :at"
         attribute_values: dict[str, Any] = {
             ":until": format_instant(until),
             ":node": node_id,
+            ":env": env or "",
             ":at": format_instant(at),
         }
-        if baseline_taken_at is not None:
-            expression += ", baseline_taken_at = if_not_exists(baseline_taken_at, :baseline)"
+        if baseline_taken_at is None:  # identity as first learned (older items lack env)
+            expression += (", node_id = if_not_exists(node_id, :node),"
+                           " node_env = if_not_exists(node_env, :env)")
+        else:
+            # the identity read at the baseline; a rebaseline replaces the old identity's
+            baseline = ":baseline" if rebaseline else "if_not_exists(baseline_taken_at, :baseline)"
+            expression += f", node_id = :node, node_env = :env, baseline_taken_at = {baseline}"
             attribute_values[":baseline"] = format_instant(baseline_taken_at)
         condition = (
             "(attribute_not_exists(last_completed_until) OR last_completed_until <= :until)"
@@ -249,7 +289,7 @@ class DynamoStateStore:
         fence: int | None = None,
         health_buckets: Mapping[int, tuple[int, int]] | None = None,
     ) -> None:
-        summary = _decimals(job_to_dict(job))
+        summary = _decimals(stored_job(job_to_dict(job)))
         self.table.call(
             "put_item",
             TableName=self.table.name,
@@ -272,7 +312,9 @@ class DynamoStateStore:
                 "SET last_job = :job, last_error = :error, last_error_at = :at, "
                 "consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one"
             )
-            attribute_values.update({":error": job.error or "", ":zero": 0, ":one": 1})
+            attribute_values.update(
+                {":error": clip_text(job.error or "", MAX_ERROR_CHARS), ":zero": 0, ":one": 1}
+            )
         else:
             expression = "SET last_job = :job, last_success_at = :at, consecutive_failures = :zero"
             attribute_values[":zero"] = 0
@@ -622,6 +664,32 @@ def job_to_dict(job: JobResult) -> dict[str, Any]:
     return out
 
 
+def stored_job(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A job summary (:func:`job_to_dict`) with its free text clipped to a bounded size:
+    ``error`` and ``error_type`` to ``MAX_ERROR_CHARS``, at most ``MAX_NOTES`` notes of at most
+    ``MAX_NOTE_CHARS`` each (the last note then says how many were left out)."""
+    out = dict(summary)
+    for name in ("error", "error_type"):
+        if isinstance(out.get(name), str):
+            out[name] = clip_text(out[name], MAX_ERROR_CHARS)
+    notes = out.get("notes")
+    if isinstance(notes, list):
+        kept = [clip_text(str(n), MAX_NOTE_CHARS) for n in notes[:MAX_NOTES]]
+        if len(notes) > MAX_NOTES:
+            kept[-1] = f"... and {len(notes) - MAX_NOTES + 1} more notes"
+        out["notes"] = kept
+    return out
+
+
+def clip_text(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and how much was cut;
+    never longer than ``limit``."""
+    if len(text) <= limit:
+        return text
+    suffix = f"... [{len(text)} chars, clipped]"
+    return text[: max(limit - len(suffix), 0)] + suffix
+
+
 def _plain(value: Any) -> Any:
     """DynamoDB numbers come back as Decimal; integers become int again."""
     if isinstance(value, Decimal):
@@ -646,24 +714,65 @@ def _stored(value: Any) -> Any:
     return value
 
 
+def _read_source(source_id: str, item: Item) -> SourceConfig | UnreadableSource:
+    """The record as a config, or why it cannot be operated on (never raises)."""
+    try:
+        source = _source_from_item(item)
+    except (KeyError, TypeError, ValueError, ArithmeticError, MinutemeterError) as exc:
+        return UnreadableSource(source_id, _reason(f"{type(exc).__name__}: {exc}"))
+    if source.source_id != source_id:
+        return UnreadableSource(
+            source_id, _reason(f"source_id {clip_echo(source.source_id)!r} differs from the key")
+        )
+    problem = operability_problem(source)
+    return source if problem is None else UnreadableSource(source_id, _reason(problem))
+
+
+def _reason(text: str) -> str:
+    """One line of at most ``MAX_REASON_CHARS``: it is repeated in messages and listings."""
+    return clip_text(" ".join(text.split()), MAX_REASON_CHARS)
+
+
 def _source_from_item(item: Item) -> SourceConfig:
     tolerance = item.get("clock_tolerance_seconds")
     return SourceConfig(
-        source_id=str(item["source_id"]),
-        url=str(item["url"]),
-        start=parse_rfc3339(item["start"]),
-        node_id=item.get("node_id"),
-        env=item.get("env"),
-        lag_seconds=int(item["lag_seconds"]),
-        max_window_seconds=int(item["max_window_seconds"]),
+        source_id=_text(item, "source_id"),
+        url=_text(item, "url"),
+        start=parse_rfc3339(item["start"], what="start"),
+        node_id=_optional_text(item, "node_id"),
+        env=_optional_text(item, "env"),
+        lag_seconds=_whole(item["lag_seconds"]),
+        max_window_seconds=_whole(item["max_window_seconds"]),
         reset_policy=ResetPolicy(item["reset_policy"]),
-        lease_seconds=int(item["lease_seconds"]),
-        token_secret=item.get("token_secret"),
-        clock_tolerance_seconds=int(tolerance) if tolerance is not None else None,
+        lease_seconds=_whole(item["lease_seconds"]),
+        token_secret=_optional_text(item, "token_secret"),
+        clock_tolerance_seconds=_whole(tolerance) if tolerance is not None else None,
         enabled=bool(item.get("enabled", True)),
         clock_guard=ClockGuardAction(item.get("clock_guard", ClockGuardAction.WIDEN.value)),
-        clock_margin_ms=int(item.get("clock_margin_ms", 1000)),
+        clock_margin_ms=_whole(item.get("clock_margin_ms", 1000)),
     )
+
+
+def _text(item: Item, name: str) -> str:
+    value = item[name]
+    if not isinstance(value, str):
+        raise TypeError(f"{name} is a {type(value).__name__}, not a string")
+    return value
+
+
+def _optional_text(item: Item, name: str) -> str | None:
+    return None if item.get(name) is None else _text(item, name)
+
+
+def _whole(value: Any) -> int:
+    """A stored whole number (DynamoDB numbers are Decimal); anything else is a TypeError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{clip_echo(repr(value), 40)} is not a number")
+    if not value.is_finite() or value != value.to_integral_value():
+        raise ValueError(f"{clip_echo(str(value), 40)} is not a whole number")
+    return int(value)
 
 
 def _state_from_item(source_id: str, item: Item) -> SyncState:
@@ -677,6 +786,7 @@ def _state_from_item(source_id: str, item: Item) -> SyncState:
         last_completed_until=moment("last_completed_until"),
         baseline_taken_at=moment("baseline_taken_at"),
         node_id=item.get("node_id"),
+        env=item.get("node_env") or None,
         last_success_at=moment("last_success_at"),
         last_error=item.get("last_error"),
         last_error_at=moment("last_error_at"),
