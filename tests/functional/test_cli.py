@@ -22,7 +22,7 @@ from moto import mock_aws
 
 from minutemeter.adapters.dynamo.schema import create_tables
 from minutemeter.bootstrap import App, bootstrap
-from minutemeter.cli import main
+from minutemeter.cli import COLLECTOR_TIMEOUT_SECONDS, TimeoutBudget, main
 from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceConfig
 from minutemeter.local.ddb import LOCAL_CREDENTIALS, DynamoDBLocal
 from minutemeter.local.exporter import (
@@ -281,6 +281,54 @@ def test_collect_prints_the_job_and_exits_0(cli: Cli, counters_exporter: SampleE
 
     again = cli.json("collect", "s1")  # nothing new: still ok, nothing written
     assert (again["status"], again["written_minutes"], again["pages"]) == ("ok", 0, 0)
+
+
+def _collector_function_timeout() -> int:
+    """``Timeout`` of ``CollectorFunction`` in template.yaml (read as text: it has CFN tags)."""
+    template = (Path(__file__).resolve().parents[2] / "template.yaml").read_text()
+    after = template.split("\n  CollectorFunction:\n", 1)[1]
+    block = re.split(r"^  \S", after, maxsplit=1, flags=re.M)[0]  # up to the next resource
+    match = re.search(r"^ {6}Timeout: (\d+)$", block, re.M)
+    assert match is not None
+    return int(match[1])
+
+
+def test_collect_timeout_defaults_to_the_collector_functions_timeout() -> None:
+    assert COLLECTOR_TIMEOUT_SECONDS == _collector_function_timeout() == 300
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "86401", "nan", "inf", "1e400"])
+def test_collect_timeout_out_of_range_exits_2(cli: Cli, value: str) -> None:
+    cli.json("sources", "put", "s1", "--url", "http://127.0.0.1:9")
+    code, out = cli.run("collect", "s1", "--timeout", value)
+    assert (code, out) == (2, "")
+    assert cli.err.startswith("minutemeter: --timeout") and cli.err.count("\n") == 1
+    assert cli.app.state.list_jobs("s1", 5) == []  # no run was started
+
+
+def test_collect_runs_within_its_timeout(
+    capsys: pytest.CaptureFixture[str], counters_exporter: SampleExporter
+) -> None:
+    # GIVEN a collector that keeps 290 s of its budget as the deadline margin
+    with mock_aws():
+        clock = FakeClock(NOW)
+        run = Cli(_app(clock, deadline_margin_seconds=290), clock, capsys)
+        create_tables(run.app.dynamodb, ledger_table="cli-ledger", state_table="cli-state")
+        run.put_source(counters_exporter.url)
+        # WHEN collect runs with 280 s, then with the default (the function's 300 s)
+        short = run.json("collect", "s1", "--timeout", "280")
+        full = run.json("collect", "s1")
+    # THEN the short budget stops before the first chunk; the default one collects everything
+    assert short["written_minutes"] == 0 and short["completed_until"] is None
+    assert "to respect the deadline" in short["notes"][0]
+    assert full["written_minutes"] == 37 * len(ACCOUNTS) and full["caught_up"] is True
+
+
+def test_the_timeout_budget_counts_down_on_the_monotonic_clock() -> None:
+    clock = FakeClock(NOW)
+    budget = TimeoutBudget(clock, 30)
+    clock.advance(12.5)
+    assert budget.remaining_seconds() == 17.5
 
 
 def _raw(at: datetime, *samples: dict[str, object]) -> tuple[datetime, dict[str, object]]:
@@ -655,9 +703,21 @@ def test_exported_corrections_name_the_entry_they_correct(
 ) -> None:
     cli.put_source(counters_exporter.url)
     cli.json("collect", "s1")
+    # the exporter now says the counters stood still from 10:15 on (flat, not absent: an
+    # absent sample is no evidence, and reconcile would refuse to take the minute back)
+    history = counters_exporter.history
+    assert isinstance(history, SyntheticCounters)
+    before = [values for at, values in history.history(datetime(2026, 11, 22, 10, 20, tzinfo=UTC))
+              if at < datetime(2026, 11, 22, 10, 15, tzinfo=UTC)][-1]
+
+    def flat(snapshot: dict[str, Any]) -> dict[str, Any]:
+        if snapshot["taken_at"] < "2026-11-22T10:15":
+            return snapshot
+        return {**snapshot, "samples": [{**sample, "total_bytes": before[sample["account_id"]]}
+                                        for sample in snapshot["samples"]]}
+
     counters_exporter.fault = lambda number, query, document: (200, json.dumps({
-        **document,
-        "snapshots": [s for s in document["snapshots"] if s["taken_at"] < "2026-11-22T10:15"],
+        **document, "snapshots": [flat(s) for s in document["snapshots"]],
     }).encode())
     cli.json("reconcile", "s1", "--since", "2026-11-22T10:15:00Z", "--until",
              "2026-11-22T10:16:00Z")

@@ -26,7 +26,7 @@ from minutemeter.local.exporter import (
     rfc3339,
 )
 from minutemeter.local.truth import expected_usage
-from minutemeter.service.reconcile import ReconcileRequest, reconcile
+from minutemeter.service.reconcile import NoEvidenceError, ReconcileRequest, reconcile
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.harness import deps_for, exported, run_until_caught_up
@@ -56,10 +56,13 @@ def _static(history: list[tuple[datetime, dict[str, int]]]) -> StaticHistory:
 History = list[tuple[datetime, dict[str, int]]]
 
 
+LATE = "00000000-0000-4000-8000-00000000beef"
+
+
 def _changed(history: History) -> History:
     """A counter corrected upwards from 10:20 on (one account), and a late account that shows
     up in the snapshots of 10:30-10:31 only."""
-    late = "00000000-0000-4000-8000-00000000beef"
+    late = LATE
     changed = []
     for at, values in history:
         values = dict(values)
@@ -194,8 +197,10 @@ def test_a_window_confirmed_before_is_compared_again_when_history_changes_again(
         first = _changed(history)
         exporter.history = _static(first)
         assert reconcile(deps, _request(dry_run=False)).corrections_written > 0
-        # WHEN the exporter goes back to the original history, and the window is confirmed again
-        exporter.history = _static(history)
+        # WHEN the exporter goes back to the original counters (the late account still listed,
+        # at zero: it used nothing), and the window is confirmed again
+        back = _idle_from(history, LATE, T0 + timedelta(minutes=30))
+        exporter.history = _static(back)
         again = reconcile(deps, _request(dry_run=False))
         final = reconcile(deps, _request(dry_run=True))
     # THEN the finished confirm did not make the window a no-op: it corrected back
@@ -204,4 +209,44 @@ def test_a_window_confirmed_before_is_compared_again_when_history_changes_again(
     mark = any_backend.state.get_state("s1").last_completed_until
     assert mark is not None
     truth = expected_usage(history, start=START, until=mark)
+    assert truth == expected_usage(back, start=START, until=mark)
     assert _totals(exported(any_backend, "s1")) == truth
+
+
+def _idle_from(history: History, account: str, since: datetime) -> History:
+    """``history`` with ``account`` listed at zero in every snapshot from ``since`` on."""
+    return [(at, {**values, account: 0} if at >= since else values) for at, values in history]
+
+
+@pytest.mark.parametrize("lost", ["everything", "one account"])
+def test_usage_the_exporter_no_longer_has_is_never_taken_back(
+    any_backend: Backend, lost: str
+) -> None:
+    # shared/spec/exporter-api.md: a window with no snapshots carries no information; an
+    # account with no sample at or after a billed minute is no evidence that it used less
+    counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(minutes=45))
+    with SampleExporter(counters) as exporter:
+        any_backend.state.put_source(SourceConfig("s1", exporter.url, START,
+                                                  max_window_seconds=3600))
+        deps = deps_for(any_backend, FakeClock(NOW))
+        run_until_caught_up(deps, "s1")
+        before = exported(any_backend, "s1")
+        history = counters.history(NOW)
+        # WHEN the exporter lost its history (all of it, or one account's)
+        if lost == "everything":
+            exporter.history = _static([])
+        else:
+            exporter.history = _static([(at, {a: v for a, v in values.items()
+                                              if a != ACCOUNTS[1]}) for at, values in history])
+        dry = reconcile(deps, _request(dry_run=True))
+        with pytest.raises(NoEvidenceError, match="no data is not zero usage"):
+            reconcile(deps, _request(dry_run=False))
+    # THEN the dry run names the minutes it cannot verify, and the confirm wrote nothing
+    assert dry.status == "differences"
+    no_data = [d for d in dry.differences if d.reason == "no_data"]
+    assert no_data and all(d.exporter_bytes == 0 < d.ledger_bytes for d in no_data)
+    if lost == "one account":
+        assert {d.account_id for d in dry.differences} == {ACCOUNTS[1]}
+    assert exported(any_backend, "s1") == before
+    refused = any_backend.state.list_reconciles("s1", 1)[0]
+    assert refused["status"] == "refused" and refused["error_type"] == "NoEvidenceError"

@@ -185,6 +185,7 @@ class FakeStateStore:
     def commit_progress(
         self, source_id: str, *, until: datetime, node_id: str,
         baseline_taken_at: datetime | None, at: datetime, fence: int | None,
+        env: str | None = None, rebaseline: bool = False,
     ) -> SyncState:
         with self._lock:
             self._fence(source_id, fence, "watermark not moved")
@@ -192,12 +193,13 @@ class FakeStateStore:
             mark = state.last_completed_until
             if mark is not None and mark > until:
                 return state
-            state = replace(
-                state,
-                last_completed_until=until,
-                node_id=node_id,
-                baseline_taken_at=state.baseline_taken_at or baseline_taken_at,
-            )
+            if baseline_taken_at is None:
+                identity = {"node_id": state.node_id or node_id, "env": state.env or env or None}
+            else:
+                identity = {"node_id": node_id, "env": env or None, "baseline_taken_at": (
+                    baseline_taken_at if rebaseline
+                    else state.baseline_taken_at or baseline_taken_at)}
+            state = replace(state, last_completed_until=until, **identity)  # type: ignore[arg-type]
             self.states[source_id] = state
             return state
 

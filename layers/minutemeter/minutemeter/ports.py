@@ -60,9 +60,23 @@ class Budget(Protocol):
 class Exporter(Protocol):
     """The window API of one source (shared/spec/exporter-api.md)."""
 
-    def fetch_page(self, source: SourceConfig, window: Window, cursor: str | None) -> Page:
+    def fetch_page(
+        self,
+        source: SourceConfig,
+        window: Window,
+        cursor: str | None,
+        *,
+        time_left: float | None = None,
+    ) -> Page:
         """One page of ``[window.since, window.until)``; raises ``ExporterError`` or
-        ``SourceProtocolError`` for transport failures and malformed bodies."""
+        ``SourceProtocolError`` for transport failures and malformed bodies
+        (``minutemeter.domain.exporter_errors.BodyTooLargeError`` when the body is over the
+        adapter's cap: shrink the window).
+
+        ``time_left`` is how many seconds the whole call may take, retries included (None: no
+        limit): no request, read or wait between retries goes past it, and ``DeadlineError`` is
+        raised when it runs out before the page is read. It is relative so that the caller's
+        clock (a budget, possibly a test's) and the adapter's monotonic clock never mix."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +158,14 @@ class StateStore(Protocol):
         baseline_taken_at: datetime | None,
         at: datetime,
         fence: int | None,
+        env: str | None = None,
+        rebaseline: bool = False,
     ) -> SyncState:
         """Move the watermark to ``until`` unless it is already further; return the state.
+
+        The source's counter identity (``node_id``, ``env``) is recorded with its baseline: the
+        first one, or with ``rebaseline`` a new one that replaces it (the identity changed);
+        without a baseline only a missing identity is filled in.
 
         With ``fence``, only while that is still the source's lease token, else raise
         ``LeaseLostError`` and change nothing.

@@ -88,7 +88,8 @@ class SyncState:
     source_id: str
     last_completed_until: datetime | None = None
     baseline_taken_at: datetime | None = None
-    node_id: str | None = None
+    node_id: str | None = None  # the counter identity (node, env) read at the baseline
+    env: str | None = None
     last_success_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
@@ -130,14 +131,14 @@ class Page:
     digest: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per sample or account: kept small
 class Sample:
     account_id: str
     total_bytes: int
     taken_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per sample or account: kept small
 class Snapshot:
     """A validated snapshot. ``unreadable_accounts``: accounts whose sample in it was
     quarantined (their value is unknown, though the account is present)."""
@@ -158,7 +159,7 @@ class Quarantined:
     digest: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per sample or account: kept small
 class Checkpoint:
     """The last counter value seen for (node, account), and when it was taken.
 
@@ -190,7 +191,7 @@ class ResetEvent:
     billed_bytes: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per sample or account: kept small
 class MinuteUsage:
     """A minute bucket: usage of one (node, account) attributed to one UTC minute.
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from minutemeter.domain.errors import InputError, SourceProtocolError
 from minutemeter.domain.model import Page
+from minutemeter.domain.text import clip
 from minutemeter.domain.timeutil import parse_rfc3339
 
 
@@ -26,6 +27,10 @@ class PageSequence:
     @property
     def node_id(self) -> str | None:
         return self._expected_node
+
+    @property
+    def env(self) -> str | None:
+        return self._expected_env
 
     def accept(self, page: Page) -> str | None:
         """Validate ``page``; return the cursor for the next page, or ``None`` when done.
@@ -50,13 +55,13 @@ class PageSequence:
             cursor = parse_rfc3339(page.next_cursor, what="next_cursor")
         except InputError as exc:
             raise SourceProtocolError(
-                f"next_cursor is not an RFC 3339 time: {page.next_cursor!r}",
-                field="next_cursor", value=page.next_cursor,
+                f"next_cursor is not an RFC 3339 time: {clip(page.next_cursor)!r}",
+                field="next_cursor", value=clip(page.next_cursor),
             ) from exc
         if self._cursor is not None and cursor <= self._cursor:
             raise SourceProtocolError(
-                f"next_cursor does not advance ({page.next_cursor!r})",
-                field="next_cursor", value=page.next_cursor,
+                f"next_cursor does not advance ({clip(page.next_cursor)!r})",
+                field="next_cursor", value=clip(page.next_cursor),
             )
         self._cursor = cursor
         return page.next_cursor
@@ -66,13 +71,17 @@ class PageSequence:
             self._expected_node = page.node_id
         elif page.node_id != self._expected_node:
             raise SourceProtocolError(
-                f"node_id {page.node_id!r} is not the expected {self._expected_node!r}",
-                field="node_id", value=page.node_id,
+                f"node_id {clip(page.node_id)!r} is not the expected {self._expected_node!r}"
+                " (a renamed or replaced node: set the source's --node-id; its counters then"
+                " start from a fresh baseline)",
+                field="node_id", value=clip(page.node_id),
             )
         if self._expected_env is None:
             self._expected_env = page.env
         elif page.env != self._expected_env:
             raise SourceProtocolError(
-                f"env {page.env!r} is not the expected {self._expected_env!r}",
-                field="env", value=page.env,
+                f"env {clip(page.env)!r} is not the expected {self._expected_env!r}"
+                " (set the source's --env if it really moved; its counters then start from a"
+                " fresh baseline)",
+                field="env", value=clip(page.env),
             )

@@ -16,12 +16,13 @@ import os
 import sys
 from collections import defaultdict
 from contextlib import redirect_stdout
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+from minutemeter.adapters.system import SystemClock
 from minutemeter.bootstrap import App, bootstrap
 from minutemeter.cli import main as cli
 from minutemeter.domain.model import LedgerEntry
@@ -57,7 +58,8 @@ def _context() -> Any:
 
 
 def main() -> int:
-    now = datetime.now(UTC)
+    clock = SystemClock()
+    now = clock.now()
     origin = now.replace(second=0, microsecond=0) - timedelta(hours=2)
     accounts = account_ids(8, seed=2026)
     counters = SyntheticCounters(
@@ -65,7 +67,7 @@ def main() -> int:
         origin,
         resets={accounts[2]: origin + timedelta(minutes=47, seconds=20)},
         appear={accounts[7]: 200},
-        live_clock=lambda: datetime.now(UTC),
+        live_clock=clock.now,
     )
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     say("minutemeter demo: starting DynamoDB Local and a sample exporter on 127.0.0.1")
@@ -91,7 +93,7 @@ def main() -> int:
         cycle = 0
         while True:
             cycle += 1
-            scheduled = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            scheduled = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
             event = {"source_id": "demo", "scheduled_time": scheduled}
             deliveries = 2 if cycle == 2 else 1  # at-least-once: cycle 2 arrives twice
             for delivery in range(deliveries):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,14 +22,25 @@ from minutemeter.domain.errors import (
     MinutemeterError,
     SourceNotFoundError,
 )
+from minutemeter.domain.exporter_errors import BodyTooLargeError
 from minutemeter.domain.health import HealthStatus, assess, record_run
-from minutemeter.domain.model import JobResult, JobStatus, SourceConfig, SyncState, Window
-from minutemeter.domain.usage import compute_usage
-from minutemeter.domain.validation import SampleRules
+from minutemeter.domain.identity import identity_change
+from minutemeter.domain.ids import content_digest
+from minutemeter.domain.model import (
+    JobResult,
+    JobStatus,
+    Quarantined,
+    SourceConfig,
+    SyncState,
+    Window,
+)
+from minutemeter.domain.registry import SourceUnreadableError
+from minutemeter.domain.usage import UsageAccumulator, UsageResult
+from minutemeter.domain.validation import MAX_QUARANTINE_RECORDS, SampleRules
 from minutemeter.domain.window import plan_window, split_window
 from minutemeter.ports import Budget, Clock, Exporter, LedgerStore, StateStore
 from minutemeter.service.commit import CommitContext, CommitTotals, commit_buckets
-from minutemeter.service.fetch import fetch_window
+from minutemeter.service.fetch import WindowFetch
 from minutemeter.service.lease import LeaseKeeper
 from minutemeter.settings import Settings
 
@@ -51,11 +64,6 @@ class CollectDeps:
 Guard = Callable[[], None]
 
 
-class _NoBudget:
-    def remaining_seconds(self) -> float | None:
-        return None
-
-
 def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = None) -> JobResult:
     """Advance ``source_id`` by at most one window and record the job result.
 
@@ -64,7 +72,6 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
     the budget would not cover it with ``settings.deadline_margin_seconds`` to spare. Every
     error is recorded in the job result and the source's sync state; none moves the watermark.
     """
-    budget = budget or _NoBudget()
     now = deps.clock.now()
     job = JobResult(
         job_id=deps.clock.new_run_id(), job="collect", source_id=source_id, started_at=now
@@ -74,6 +81,10 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
     except SourceNotFoundError as exc:  # nothing to record it under: no state for ghosts
         _fail(job, exc)
         job.finished_at = deps.clock.now()
+        return job
+    except SourceUnreadableError as exc:  # recorded: `status` shows why and how to repair it
+        _fail(job, exc)
+        _finish(deps, job, None)
         return job
     if not source.enabled:
         return _skip(deps, job, f"source {source_id!r} is disabled")
@@ -92,6 +103,7 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
         lease_seconds=source.lease_seconds,
         margin_seconds=takeover_margin_seconds(deps.settings.lease_margin_seconds, verdict),
         heartbeat=deps.lease_heartbeat,
+        budget=budget,
     )
     try:
         lease.acquire()
@@ -149,7 +161,7 @@ def _run(
     source: SourceConfig,
     state: SyncState,
     now: datetime,
-    budget: Budget,
+    budget: Budget | None,
     job: JobResult,
     lease: LeaseKeeper,
     guard: GuardDecision,
@@ -158,14 +170,29 @@ def _run(
     job.window_since, job.window_until = window.since, window.until
     job.completed_until = state.last_completed_until
     last_chunk_seconds = 0.0
-    for chunk in split_window(window, CHUNK):
-        if not _time_for(deps, budget, 1.5 * last_chunk_seconds):
+    pending = deque(split_window(window, CHUNK))
+    while pending:
+        chunk = pending.popleft()
+        if not time_for(deps, budget, 1.5 * last_chunk_seconds):
             job.notes.append(f"stopped before {chunk.since.isoformat()} to respect the deadline")
             break
         started = deps.clock.monotonic()
         try:
             lease.check()
             state = _collect_chunk(deps, source, state, chunk, now, budget, job, lease, guard)
+        except BodyTooLargeError as exc:
+            halves = halve_window(chunk)
+            if halves is None:
+                raise  # one minute is still too large: the message says what to set
+            job.notes.append(
+                f"exporter body over {exc.limit_bytes} bytes for [{chunk.since.isoformat()}, "
+                f"{chunk.until.isoformat()}) without paging: fetching it in halves"
+            )
+            logger.warning("exporter page too large: halving the chunk",
+                           extra={"source_id": source.source_id, "since": str(chunk.since),
+                                  "until": str(chunk.until)})
+            pending.extendleft(reversed(halves))
+            continue
         except DeadlineError as exc:
             if job.completed_until is None or job.completed_until <= window.since:
                 raise
@@ -189,11 +216,13 @@ def _collect_chunk(
     state: SyncState,
     chunk: Window,
     now: datetime,
-    budget: Budget,
+    budget: Budget | None,
     job: JobResult,
     lease: LeaseKeeper,
     guard: GuardDecision,
 ) -> SyncState:
+    """Fetch, validate, diff and commit one chunk; pages stream through the usage accumulator,
+    so memory holds a page, one checkpoint per account and the chunk's minute buckets."""
     settings = deps.settings
     tolerance = source.clock_tolerance_seconds or settings.clock_tolerance_seconds
     rules = SampleRules(
@@ -204,29 +233,51 @@ def _collect_chunk(
     )
 
     def before_page() -> None:
-        if not _time_for(deps, budget, 0.0):
+        if not time_for(deps, budget, 0.0):
             raise DeadlineError(f"deadline near while fetching [{chunk.since}, {chunk.until})")
         lease.check()
 
-    fetched = fetch_window(deps.exporter, source, state, chunk, rules, before_page)
-    job.pages += fetched.pages
-    validated = fetched.validated
-    node_id = fetched.node_id or ""
-
-    accounts = {s.account_id for snap in validated.snapshots for s in snap.samples}
-    checkpoints = deps.state.get_checkpoints(source.source_id, node_id, accounts)
-    usage = compute_usage(
-        validated.snapshots,
-        checkpoints,
-        node_id=node_id,
-        baseline_pending=state.baseline_taken_at is None,
-        reset_policy=source.reset_policy,
-    )
+    change = identity_change(source, state)
+    if change is not None:
+        logger.warning("counter identity changed: fresh baseline",
+                       extra={"source_id": source.source_id, "change": change})
+    fetch = WindowFetch(deps.exporter, source, state, chunk, rules, before_page,
+                        time_left=lambda: fetch_time_left(deps, budget))
+    fetch.validated.max_records = max(0, MAX_QUARANTINE_RECORDS - job.quarantined_samples)
+    usage_of: UsageAccumulator | None = None
+    for snapshots in fetch:
+        node_id = fetch.node_id or ""
+        if usage_of is None:
+            usage_of = UsageAccumulator(
+                node_id=node_id,
+                baseline_pending=state.baseline_taken_at is None or change is not None,
+                reset_policy=source.reset_policy,
+                valid_since=state.baseline_taken_at,
+            )
+        named = {s.account_id for snap in snapshots for s in snap.samples}
+        named.update(a for snap in snapshots for a in snap.unreadable_accounts)
+        unloaded = usage_of.unloaded(named)
+        if unloaded:
+            usage_of.load(deps.state.get_checkpoints(source.source_id, node_id, unloaded),
+                          looked_up=unloaded)
+        for snapshot in snapshots:
+            usage_of.add(snapshot)
+    node_id = fetch.node_id or ""
+    usage = usage_of.finish() if usage_of is not None else UsageResult()
+    validated = fetch.validated
+    if change is not None:
+        job.notes.append(
+            f"{change}: its counters start from a fresh baseline"
+            + ("" if usage.baseline_taken_at else " (no snapshot yet in this chunk)")
+        )
     collected_at = deps.clock.now()
     expires_at = collected_at + timedelta(days=settings.record_ttl_days)
+    quarantined = list(validated.quarantined)
+    if validated.overflow:
+        quarantined.append(overflow_record(validated.overflow, chunk, job.job_id))
     deps.state.put_records(
         source.source_id,
-        quarantined=validated.quarantined,
+        quarantined=quarantined,
         resets=usage.resets,
         run_id=job.job_id,
         at=collected_at,
@@ -249,13 +300,16 @@ def _collect_chunk(
         source.source_id,
         until=chunk.until,
         node_id=node_id,
+        env=fetch.env,
         baseline_taken_at=usage.baseline_taken_at,
+        rebaseline=change is not None,
         at=collected_at,
         fence=lease.token,
     )
+    job.pages += fetch.pages
     job.processed_samples += usage.processed_samples
     job.skipped_samples += usage.skipped_samples
-    job.quarantined_samples += len(validated.quarantined)
+    job.quarantined_samples += validated.quarantined_count
     job.counter_resets += len(usage.resets)
     job.written_minutes += totals.written
     job.replayed_minutes += totals.replayed
@@ -267,14 +321,47 @@ def _collect_chunk(
             "until": chunk.until.isoformat(),
             "written": totals.written,
             "replayed": totals.replayed,
-            "quarantined": len(validated.quarantined),
+            "quarantined": validated.quarantined_count,
         },
     )
     return new_state
 
 
-def _time_for(deps: CollectDeps, budget: Budget, estimate_seconds: float) -> bool:
-    remaining = budget.remaining_seconds()
+def overflow_record(overflow: dict[str, int], chunk: Window, run_id: str) -> Quarantined:
+    """One record for the quarantined samples past the per-run cap, counted per reason."""
+    counts = json.dumps(dict(sorted(overflow.items())), separators=(",", ":"))
+    return Quarantined(
+        reason="quarantine_overflow",
+        taken_at=chunk.since.isoformat(),
+        account_id=None,
+        raw=f"{sum(overflow.values())} more quarantined samples not kept one by one: {counts}",
+        digest=content_digest("quarantine_overflow", run_id, chunk.since.isoformat()),
+    )
+
+
+def halve_window(window: Window) -> tuple[Window, Window] | None:
+    """``window`` split at a whole minute near its middle, or ``None`` for one minute."""
+    minutes = int((window.until - window.since) / timedelta(minutes=1))
+    if minutes <= 1:
+        return None
+    middle = window.since + timedelta(minutes=minutes // 2)
+    return Window(window.since, middle), Window(middle, window.until)
+
+
+def fetch_time_left(deps: CollectDeps, budget: Budget | None) -> float | None:
+    """Seconds an exporter request may take: what is left of the budget less half the deadline
+    margin (a run starts no chunk inside the margin; a fetch already under way may use half of
+    it, the other half is kept for committing and recording). ``None`` without a budget."""
+    remaining = budget.remaining_seconds() if budget is not None else None
+    if remaining is None:
+        return None
+    return remaining - deps.settings.deadline_margin_seconds / 2
+
+
+def time_for(deps: CollectDeps, budget: Budget | None, estimate_seconds: float) -> bool:
+    """Whether ``estimate_seconds`` of work still fits before the deadline, keeping
+    ``deadline_margin_seconds`` to spare (no budget: always)."""
+    remaining = budget.remaining_seconds() if budget is not None else None
     if remaining is None:
         return True
     return remaining > deps.settings.deadline_margin_seconds + estimate_seconds

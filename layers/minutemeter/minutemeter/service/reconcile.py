@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from minutemeter.domain.clock_guard import takeover_margin_seconds
@@ -28,17 +28,27 @@ from minutemeter.domain.model import (
     SyncState,
     Window,
 )
-from minutemeter.domain.timeutil import format_instant, format_second, is_minute_aligned
-from minutemeter.domain.usage import compute_usage
+from minutemeter.domain.timeutil import (
+    floor_minute,
+    format_instant,
+    format_second,
+    is_minute_aligned,
+)
+from minutemeter.domain.usage import UsageAccumulator, UsageResult
 from minutemeter.domain.validation import SampleRules
 from minutemeter.domain.window import split_window
 from minutemeter.ports import Budget, LedgerFilter
-from minutemeter.service.collect import CollectDeps
+from minutemeter.service.collect import CollectDeps, fetch_time_left, time_for
 from minutemeter.service.commit import CommitContext, commit_buckets
-from minutemeter.service.fetch import fetch_window
+from minutemeter.service.fetch import WindowFetch
 from minutemeter.service.lease import LeaseKeeper
 
 logger = logging.getLogger(__name__)
+
+
+class NoEvidenceError(InputError):
+    """A confirm would take back billed usage for minutes the exporter returned no data for
+    (shared/spec/exporter-api.md: no data is not zero usage): nothing of the chunk is written."""
 
 MAX_WINDOW = timedelta(days=31)
 CHUNK = timedelta(hours=1)
@@ -111,6 +121,7 @@ class ReconcileResult:
             "finished_at": format_instant(self.finished_at) if self.finished_at else None,
             "status": self.status,
             "difference_count": len(self.differences),
+            "unverifiable_count": sum(d.reason == "no_data" for d in self.differences),
             "differences": [d.to_json() for d in self.differences[:max_differences]],
             "corrections_written": self.corrections_written,
             "corrections_replayed": self.corrections_replayed,
@@ -140,6 +151,13 @@ def check_request(source: SourceConfig, state: SyncState, request: ReconcileRequ
         raise InputError(f"a window is at most {MAX_WINDOW.days} days")
     if request.since < source.start:
         raise InputError(f"since is before the source's start {format_second(source.start)}")
+    baseline = state.baseline_taken_at
+    if baseline is not None and request.since < floor_minute(baseline):
+        raise InputError(
+            f"since is before the source's baseline {format_second(baseline)} (the first "
+            "counters read from its current node and env): nothing before it was billed from "
+            "these counters"
+        )
     mark = state.last_completed_until
     if mark is None or request.until > mark:
         raise InputError(
@@ -180,17 +198,18 @@ def reconcile(
     result.chunks_total = len(chunks)
     lease: LeaseKeeper | None = None
     busy: LeaseHeldError | None = None
+    refused: NoEvidenceError | None = None
     try:
         if not request.dry_run:
-            lease = _take_lease(deps, source, rid, sleep)
+            lease = _take_lease(deps, source, rid, sleep, budget)
         last_chunk_seconds = 0.0
         for chunk in chunks:
-            if not _time_for(deps, budget, 1.5 * last_chunk_seconds):
+            if not time_for(deps, budget, 1.5 * last_chunk_seconds):
                 break  # the next call resumes here (confirm) or the caller narrows the window
             if lease is not None:
                 lease.check()
             started = deps.clock.monotonic()
-            _reconcile_chunk(deps, source, state, chunk, now, result, lease)
+            _reconcile_chunk(deps, source, state, chunk, now, result, lease, budget)
             last_chunk_seconds = deps.clock.monotonic() - started
             result.chunks_done += 1
             result.completed_until = chunk.until
@@ -201,6 +220,9 @@ def reconcile(
         result.status = _status(result)
     except LeaseHeldError as exc:  # recorded like any run, then raised: the caller says "busy"
         result.status, busy = "busy", exc
+        result.error, result.error_type = str(exc), type(exc).__name__
+    except NoEvidenceError as exc:  # recorded, then raised: a window that cannot be reconciled
+        result.status, refused = "refused", exc
         result.error, result.error_type = str(exc), type(exc).__name__
     except MinutemeterError as exc:
         result.status = "partial" if result.chunks_done else "error"
@@ -215,14 +237,9 @@ def reconcile(
             logger.exception("could not record the reconcile", extra={"reconcile_id": rid})
     if busy is not None:
         raise busy
+    if refused is not None:
+        raise refused
     return result
-
-
-def _time_for(deps: CollectDeps, budget: Budget | None, estimate_seconds: float) -> bool:
-    remaining = budget.remaining_seconds() if budget is not None else None
-    if remaining is None:
-        return True
-    return remaining > deps.settings.deadline_margin_seconds + estimate_seconds
 
 
 def _status(result: ReconcileResult) -> str:
@@ -234,7 +251,8 @@ def _status(result: ReconcileResult) -> str:
 
 
 def _take_lease(
-    deps: CollectDeps, source: SourceConfig, holder: str, sleep: Callable[[float], None]
+    deps: CollectDeps, source: SourceConfig, holder: str, sleep: Callable[[float], None],
+    budget: Budget | None,
 ) -> LeaseKeeper:
     """The source's lease, queueing behind a running collector: one try a second for
     LEASE_WAIT_SECONDS (counted in tries, so an injected ``sleep`` makes it instant)."""
@@ -244,7 +262,7 @@ def _take_lease(
     for attempt in range(int(LEASE_WAIT_SECONDS) + 1):
         lease = LeaseKeeper(deps.state, deps.clock, source.source_id, holder=f"reconcile-{holder}",
                             lease_seconds=source.lease_seconds, margin_seconds=margin,
-                            heartbeat=deps.lease_heartbeat)
+                            heartbeat=deps.lease_heartbeat, budget=budget)
         try:
             lease.acquire()
             return lease
@@ -263,19 +281,38 @@ def _reconcile_chunk(
     now: datetime,
     result: ReconcileResult,
     lease: LeaseKeeper | None,
+    budget: Budget | None,
 ) -> None:
-    truth = _recompute(deps, source, state, chunk, now)
+    recomputed = _recompute(deps, source, state, chunk, now, budget)
+    truth = recomputed.truth
     seen = {c.account_id for c in deps.state.list_checkpoints(source.source_id)}
     seen |= set(deps.state.list_reconciled_accounts(source.source_id))
     accounts = seen | {account for _, account, _ in truth}
     corrections: list[CorrectionSpec] = []
+    unverifiable: list[Difference] = []
     for account in sorted(accounts):
         entries = list(deps.ledger.export(LedgerFilter(
             source_id=source.source_id, account_id=account, since=chunk.since, until=chunk.until)))
+        last_seen = recomputed.last_seen.get(account)
         for difference, spec in _compare(truth, entries, account, result.reconcile_id):
+            if difference.exporter_bytes < difference.ledger_bytes and (
+                last_seen is None or last_seen < difference.minute
+            ):  # nothing read at or after the minute: no evidence that less was used
+                difference = replace(difference, reason="no_data")
+                unverifiable.append(difference)
+                spec = None
             result.differences.append(difference)
             if spec is not None:
                 corrections.append(spec)
+    if unverifiable and not result.request.dry_run:
+        first = unverifiable[0]
+        raise NoEvidenceError(
+            f"the exporter returned no samples of account {first.account_id} at or after "
+            f"{format_second(first.minute)} (billed {first.ledger_bytes} B there), and "
+            f"{len(unverifiable) - 1} more such minute(s) in "
+            f"[{format_second(chunk.since)}, {format_second(chunk.until)}): no data is not "
+            "zero usage, so nothing was taken back; reconcile a window the exporter still has"
+        )
     if result.request.dry_run or not corrections:
         return
     # Accounts only reconcile has billed are remembered before their corrections are written,
@@ -296,38 +333,72 @@ def _reconcile_chunk(
     result.corrections_replayed += totals.replayed
 
 
+@dataclass
+class _Recomputed:
+    """A chunk's buckets as the exporter explains them now, and per account the time of its
+    last readable sample in the chunk (what a taken-back minute needs as evidence)."""
+
+    truth: dict[BucketKey, MinuteUsage]
+    last_seen: dict[str, datetime]
+
+
 def _recompute(
-    deps: CollectDeps, source: SourceConfig, state: SyncState, chunk: Window, now: datetime
-) -> dict[BucketKey, MinuteUsage]:
-    """The chunk's buckets as the exporter explains them now."""
+    deps: CollectDeps, source: SourceConfig, state: SyncState, chunk: Window, now: datetime,
+    budget: Budget | None,
+) -> _Recomputed:
+    """Stream the chunk (and a lookback for each counter's value at its start) from the
+    exporter through the usage accumulator; memory is a page plus a few values per account."""
     fetched = Window(max(source.start, chunk.since - LOOKBACK), chunk.until)
     rules = SampleRules(window=fetched, now=now,
                         tolerance=timedelta(seconds=deps.settings.clock_tolerance_seconds),
                         max_counter=deps.settings.max_counter_bytes)
-    window = fetch_window(deps.exporter, source, state, fetched, rules)
-    validated = window.validated
-    node_id = window.node_id or state.node_id or ""
-    before = [s for s in validated.snapshots if s.taken_at < chunk.since]
-    inside = [s for s in validated.snapshots if s.taken_at >= chunk.since]
-    references: dict[str, Checkpoint] = {}
-    for snapshot in before:
-        for sample in snapshot.samples:
-            references[sample.account_id] = Checkpoint(
-                node_id, sample.account_id, sample.total_bytes, sample.taken_at)
-    for account in {s.account_id for snap in inside for s in snap.samples} - references.keys():
+    fetch = WindowFetch(deps.exporter, source, state, fetched, rules,
+                        time_left=lambda: fetch_time_left(deps, budget))
+    baseline = state.baseline_taken_at
+    baseline_pending = baseline is not None and chunk.since <= baseline < chunk.until
+    references: dict[str, Checkpoint] = {}  # each counter's last value before the chunk
+    last_seen: dict[str, datetime] = {}
+    usage_of: UsageAccumulator | None = None
+    for snapshots in fetch:
+        node_id = fetch.node_id or state.node_id or ""
+        if usage_of is None:
+            usage_of = UsageAccumulator(node_id=node_id, baseline_pending=baseline_pending,
+                                        reset_policy=source.reset_policy, valid_since=baseline)
+        for snapshot in snapshots:
+            if snapshot.taken_at < chunk.since:
+                for sample in snapshot.samples:
+                    references[sample.account_id] = Checkpoint(
+                        node_id, sample.account_id, sample.total_bytes, sample.taken_at)
+                continue
+            if baseline_pending and baseline is not None and snapshot.taken_at < baseline:
+                continue
+            named = {s.account_id for s in snapshot.samples} | snapshot.unreadable_accounts
+            unloaded = usage_of.unloaded(named)
+            if unloaded:
+                usage_of.load(_references(deps, source, node_id, chunk, unloaded, references),
+                              looked_up=unloaded)
+            usage_of.add(snapshot)
+            for sample in snapshot.samples:
+                last_seen[sample.account_id] = sample.taken_at
+    usage = usage_of.finish() if usage_of is not None else UsageResult()
+    truth = {(b.node_id, b.account_id, b.minute): b for b in usage.buckets
+             if chunk.since <= b.minute < chunk.until}
+    return _Recomputed(truth, last_seen)
+
+
+def _references(
+    deps: CollectDeps, source: SourceConfig, node_id: str, chunk: Window,
+    accounts: set[str], lookback: dict[str, Checkpoint],
+) -> dict[str, Checkpoint]:
+    """Each account's counter value before the chunk: from the lookback, else from the last
+    ledger entry before it (the accumulator ignores one older than the source's baseline)."""
+    found = {account: lookback[account] for account in accounts if account in lookback}
+    for account in accounts - found.keys():
         last = deps.ledger.last_usage_before(source.source_id, node_id, account, chunk.since)
         if last is not None:
-            references[account] = Checkpoint(
+            found[account] = Checkpoint(
                 node_id, account, last.usage.counter_end, last.usage.last_taken_at)
-    baseline = state.baseline_taken_at
-    baseline_pending = False
-    if baseline is not None and chunk.since <= baseline < chunk.until:
-        baseline_pending = True
-        inside = [s for s in inside if s.taken_at >= baseline]
-    usage = compute_usage(inside, references, node_id=node_id, baseline_pending=baseline_pending,
-                          reset_policy=source.reset_policy)
-    return {(b.node_id, b.account_id, b.minute): b for b in usage.buckets
-            if chunk.since <= b.minute < chunk.until}
+    return found
 
 
 def _compare(
