@@ -1,14 +1,18 @@
 """Benchmarks: a catch-up collector run against a raw unconditional BatchWriteItem baseline.
 
 Both run in the same process against the same DynamoDB Local, so machine noise hits both.
-Writes bench/results.json and prints a table. Usage: ``make bench`` (or
-``python -m bench.run --accounts 50 --minutes 60 --repeat 3``).
+Then the memory section (bench/memory.py): peak RSS of collector runs and of a one-hour
+reconcile, each in its own process, next to the Lambda functions' MemorySize.
+Writes bench/results.json and prints tables. Usage: ``make bench`` (or
+``python -m bench.run --accounts 50 --minutes 60 --repeat 3``; ``--only catch-up`` or
+``--only memory`` for one section, which replaces only its part of results.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -18,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import memory
 from minutemeter.adapters.dynamo.base import CapacityMeter, DynamoTable, to_wire
 from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore, _entry_to_item
 from minutemeter.adapters.dynamo.schema import create_tables
@@ -182,7 +187,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=Settings().commit_concurrency)
+    parser.add_argument("--only", choices=["catch-up", "memory"],
+                        help="run one section (default: both)")
+    memory.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.code_at and not os.environ.get(memory.ENV_CODE_AT):
+        return memory.rerun_at(args.code_at, ["-m", "bench.run", *(argv or sys.argv[1:])])
+    if args.only != "memory":
+        catch_up(args)
+    if args.only != "catch-up":
+        memory.run(args)
+    return 0
+
+
+def catch_up(args: argparse.Namespace) -> None:
+    """The catch-up and steady-state section."""
 
     counters = SyntheticCounters(account_ids(args.accounts), ORIGIN,
                                  end=ORIGIN + timedelta(minutes=args.minutes + 1))
@@ -237,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     results["collector_time_vs_raw_batch"] = (
         results["collector"]["seconds_median"] / results["raw_batch_write"]["seconds_median"]
     )
+    if RESULTS.exists():  # the memory section is measured (and replaced) on its own
+        previous = json.loads(RESULTS.read_text())
+        if "memory" in previous:
+            results["memory"] = previous["memory"]
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     _print_table(results)
-    return 0
 
 
 def _print_table(results: dict[str, Any]) -> None:

@@ -83,19 +83,22 @@ class SyntheticCounters:
                 self._values.append(current)
             return dict(self._values[k])
 
-    def snapshots(self, since: datetime, until: datetime) -> list[Positioned]:
-        """Snapshots with ``since <= taken_at < until`` (and not in the live future)."""
-        limit = until
+    def snapshots(
+        self, since: datetime, until: datetime, limit: int | None = None
+    ) -> list[Positioned]:
+        """Snapshots with ``since <= taken_at < until`` (and not in the live future); the first
+        ``limit`` of them when given (a page needs no more, however long the window)."""
+        stop = until
         if self.live_clock is not None:
-            limit = min(limit, self.live_clock() + timedelta(microseconds=1))
+            stop = min(stop, self.live_clock() + timedelta(microseconds=1))
         if self.end is not None:
-            limit = min(limit, self.end)
+            stop = min(stop, self.end)
         k = max(0, int((since - self.origin) / self.interval) - 1)
         out: list[Positioned] = []
-        while True:
+        while limit is None or len(out) < limit:
             moment = self.taken_at(k)
-            if moment >= limit:
-                return out
+            if moment >= stop:
+                break
             if moment >= since:
                 values = self.values(k)
                 out.append((moment, {
@@ -105,6 +108,7 @@ class SyntheticCounters:
                     ],
                 }))
             k += 1
+        return out
 
     def history(self, until: datetime) -> list[tuple[datetime, dict[str, int]]]:
         """Every snapshot before ``until`` as (taken_at, values): the input of the oracle."""
@@ -120,8 +124,12 @@ class StaticHistory:
 
     items: list[Positioned]
 
-    def snapshots(self, since: datetime, until: datetime) -> list[Positioned]:
-        return [(t, raw) for t, raw in sorted(self.items, key=lambda p: p[0]) if since <= t < until]
+    def snapshots(
+        self, since: datetime, until: datetime, limit: int | None = None
+    ) -> list[Positioned]:
+        ordered = sorted(self.items, key=lambda p: p[0])
+        found = [(t, raw) for t, raw in ordered if since <= t < until]
+        return found if limit is None else found[:limit]
 
 
 class SampleExporter:
@@ -185,7 +193,11 @@ class SampleExporter:
             limit = int(query.get("limit", self.page_size))
         except (KeyError, ValueError):
             return 400, b'{"error":"bad query"}'
-        items = self.history.snapshots(cursor or since, until) if (cursor or since) < until else []
+        start = cursor or since
+        # One snapshot past the page says whether there is more and where the next page starts
+        # (a negative limit slices from the end, as before: then every snapshot is needed).
+        wanted = limit + 1 if limit >= 0 else None
+        items = self.history.snapshots(start, until, limit=wanted) if start < until else []
         page, rest = items[:limit], items[limit:]
         document: dict[str, Any] = {
             "node_id": self.node_id,
