@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from minutemeter.adapters.exporter_http import HttpExporter
-from minutemeter.domain.model import JobStatus, SourceConfig
+from minutemeter.domain.errors import InputError
+from minutemeter.domain.model import JobStatus, ResetPolicy, SourceConfig
 from minutemeter.local.exporter import (
     SampleExporter,
     StaticHistory,
@@ -31,6 +32,7 @@ from minutemeter.local.exporter import (
 from minutemeter.local.truth import expected_usage
 from minutemeter.service.collect import collect_source
 from minutemeter.service.reconcile import ReconcileRequest, reconcile
+from minutemeter.service.sources import SourceChanges, put_source
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.harness import deps_for, exported, ledger_usage, run_until_caught_up
@@ -274,3 +276,21 @@ def test_a_trickling_exporter_cannot_hold_a_run_past_its_budget(any_backend: Bac
     state = any_backend.state.get_state("s1")
     assert state.last_error is not None and "deadline" in state.last_error
     assert state.last_completed_until is None
+
+
+def test_a_billed_source_keeps_its_reset_policy(any_backend: Backend) -> None:
+    # GIVEN a source that has billed with the default reset policy
+    counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(minutes=20))
+    with SampleExporter(counters) as exporter:
+        put_source(any_backend.state, "s1", SourceChanges(url=exporter.url, start=START,
+                                                          lag_seconds=0), T0)
+        # a policy may change while nothing was billed
+        put_source(any_backend.state, "s1", SourceChanges(reset_policy=ResetPolicy.FROM_ZERO), T0)
+        put_source(any_backend.state, "s1", SourceChanges(reset_policy=ResetPolicy.SKIP), T0)
+        run_until_caught_up(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=20))), "s1")
+    # WHEN the operator changes it afterwards, THEN that is refused with what to do instead
+    with pytest.raises(InputError, match="Register a new source id"):
+        put_source(any_backend.state, "s1", SourceChanges(reset_policy=ResetPolicy.FROM_ZERO), T0)
+    assert any_backend.state.get_source("s1").reset_policy is ResetPolicy.SKIP
+    # and other options still change
+    assert put_source(any_backend.state, "s1", SourceChanges(lag_seconds=30), T0).lag_seconds == 30

@@ -83,8 +83,25 @@ def put_source(
         updates["start"] = _ceil_minute(updates["start"])
     source = replace(current, **updates)
     validate_source(source)
+    if source.reset_policy is not current.reset_policy:
+        _check_policy_change(state, current, source)
     state.put_source(source)
     return source
+
+
+def _check_policy_change(state: StateStore, current: SourceConfig, source: SourceConfig) -> None:
+    """A source that has billed keeps its reset policy: reconcile recomputes billed windows with
+    the source's policy, so a change would re-rate every reset it already billed."""
+    mark = state.get_state(current.source_id).last_completed_until
+    if mark is None:
+        return
+    raise InputError(
+        f"source {current.source_id!r} has billed up to {format_second(mark)} with "
+        f"--reset-policy {current.reset_policy.value}; changing it would re-rate the resets "
+        f"already billed. Register a new source id with --reset-policy "
+        f"{source.reset_policy.value} --start {format_second(mark)} (it starts from a fresh "
+        "baseline), then disable this one"
+    )
 
 
 def check_source_id(source_id: str) -> None:
