@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,13 @@ from minutemeter.adapters.system import SystemClock
 from minutemeter.ports import Clock, Exporter
 from minutemeter.service.collect import CollectDeps
 from minutemeter.settings import Settings, load_settings
+from minutemeter.stack import StackOutputs, describe_stack, settings_for_stack
+
+# boto3 reads only AWS_DEFAULT_REGION; AWS_REGION (what Lambda and the other SDKs read) wins here.
+ENV_REGION = "AWS_REGION"
+ENV_DEFAULT_REGION = "AWS_DEFAULT_REGION"
+ENV_MAX_ATTEMPTS = "AWS_MAX_ATTEMPTS"  # botocore's own: total attempts, when set
+DEFAULT_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -43,32 +51,64 @@ class App:
         )
 
 
+def region_from(environ: Mapping[str, str]) -> str | None:
+    """``AWS_REGION``, else ``AWS_DEFAULT_REGION``; None leaves it to the profile's region."""
+    return environ.get(ENV_REGION) or environ.get(ENV_DEFAULT_REGION) or None
+
+
+def aws_session(environ: Mapping[str, str] | None = None) -> boto3.session.Session:
+    """A boto3 session with the region of :func:`region_from` (credentials: the usual chain)."""
+    return boto3.session.Session(region_name=region_from(os.environ if environ is None
+                                                         else environ))
+
+
+def client_config(settings: Settings, environ: Mapping[str, str] | None = None) -> Config:
+    """Timeouts and standard-mode retries (``DEFAULT_RETRIES``, unless ``AWS_MAX_ATTEMPTS``
+    says how many attempts in all)."""
+    retries: dict[str, Any] = {"mode": "standard"}
+    if not (os.environ if environ is None else environ).get(ENV_MAX_ATTEMPTS):
+        retries["max_attempts"] = DEFAULT_RETRIES
+    return Config(
+        retries=retries,  # type: ignore[arg-type]
+        max_pool_connections=settings.commit_concurrency + 4,
+        connect_timeout=5,
+        read_timeout=20,
+    )
+
+
+def load_stack(name: str, session: boto3.session.Session | None = None) -> StackOutputs:
+    """The outputs of the deployed stack ``name`` (see :mod:`minutemeter.stack`)."""
+    session = session or aws_session()
+    client = session.client("cloudformation", config=client_config(Settings()))
+    return describe_stack(client, name)
+
+
 def bootstrap(
     settings: Settings | None = None,
     *,
     clock: Clock | None = None,
     exporter: Exporter | None = None,
     session: boto3.session.Session | None = None,
+    stack: StackOutputs | None = None,
 ) -> App:
     """Wire the application. Explicit arguments beat the environment, which beats defaults.
 
-    boto3 resolves region, credentials and ``AWS_ENDPOINT_URL_DYNAMODB`` itself.
+    The region comes from ``AWS_REGION`` or ``AWS_DEFAULT_REGION``; boto3 resolves credentials
+    and ``AWS_ENDPOINT_URL_DYNAMODB`` itself. With ``stack``, its table names replace the
+    defaults (an explicitly set ``MINUTEMETER_*_TABLE`` still wins).
     """
     settings = settings or load_settings(os.environ)
-    session = session or boto3.session.Session()
-    client_config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        max_pool_connections=settings.commit_concurrency + 4,
-        connect_timeout=5,
-        read_timeout=20,
-    )
-    dynamodb = session.client("dynamodb", config=client_config)
+    if stack is not None:
+        settings = settings_for_stack(settings, stack, os.environ)
+    session = session or aws_session()
+    config = client_config(settings)
+    dynamodb = session.client("dynamodb", config=config)
     meter = CapacityMeter()
 
     def secret_client(service: str) -> Any:
         if service == "secretsmanager":
-            return session.client("secretsmanager", config=client_config)
-        return session.client("ssm", config=client_config)
+            return session.client("secretsmanager", config=config)
+        return session.client("ssm", config=config)
 
     tokens = SecretTokenLookup(secret_client)
     return App(

@@ -142,6 +142,10 @@ def call(
     try:
         response = requests.request(method, url, data=data or None, timeout=timeout,
                                     headers=dict(signed.headers.items()), allow_redirects=False)
+    except requests.ConnectionError as exc:  # refused, unresolvable, connect timeout: one line
+        raise RemoteTransportError(
+            f"{method} {url} failed: cannot connect ({type(exc).__name__}); check the URL "
+            "(--url, or the stack's ApiFunctionUrl output) and the network") from exc
     except requests.RequestException as exc:
         raise RemoteTransportError(f"{method} {url} failed: {exc}") from exc
     try:

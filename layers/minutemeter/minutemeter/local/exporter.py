@@ -172,6 +172,15 @@ class SampleExporter:
         self._server.shutdown()
         self._server.server_close()
 
+    def serve_forever(self) -> None:
+        """Serve in the calling thread (``minutemeter dev exporter``) until :meth:`stop` is called
+        from another thread or an exception (Ctrl-C's ``KeyboardInterrupt``) ends it; the
+        socket is closed either way."""
+        try:
+            self._server.serve_forever()
+        finally:
+            self._server.server_close()
+
     def __enter__(self) -> SampleExporter:
         return self.start()
 
