@@ -1,6 +1,7 @@
 # minutemeter: one command each for a fresh machine (see README.md).
 #   make setup   venv, project, dev tools, DynamoDB Local (idempotent)
 #   make demo    the main job on the embedded default
+#   make invoke  one Lambda handler in-process: FN=collector|drift_check|api EVENT=events/<file>
 #   make test    the whole test suite (what .ci/run calls)
 #   make bench   the benchmarks; writes bench/results.json
 
@@ -17,7 +18,7 @@ export AWS_REGION ?= us-east-1
 export AWS_DEFAULT_REGION ?= $(AWS_REGION)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo test bench lint typecheck clean
+.PHONY: setup demo invoke test bench lint typecheck clean
 
 setup: $(SETUP_STAMP) $(DDB_LOCAL_PKG) java ntp-tools wheelhouse checkov-install
 
@@ -51,6 +52,22 @@ ntp-tools:
 
 demo: setup
 	$(BIN)/python -m minutemeter.local.demo
+
+# One handler in-process with an event file, against DynamoDB Local (default) or moto, with the
+# source the event names registered against a sample exporter; the result as JSON on stdout, logs
+# on stderr (docs/build.md). SOURCE=ID registers that source instead.
+#   make invoke FN=collector|drift_check|api EVENT=events/<file>.json [BACKEND=ddb-local|moto]
+FN ?=
+EVENT ?=
+BACKEND ?= ddb-local
+SOURCE ?=
+invoke: setup
+	@if [ -z "$(FN)" ] || [ -z "$(EVENT)" ]; then \
+		echo "usage: make invoke FN=collector|drift_check|api EVENT=events/<file>.json [BACKEND=ddb-local|moto] [SOURCE=ID]" >&2; \
+		exit 2; \
+	fi
+	@$(BIN)/python -m minutemeter.local.invoke "$(FN)" "$(EVENT)" --backend "$(BACKEND)" \
+		$(if $(SOURCE),--source "$(SOURCE)")
 
 test: setup
 	$(BIN)/ruff check .

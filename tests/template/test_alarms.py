@@ -51,6 +51,10 @@ ALARMS: dict[str, tuple[str | None, str]] = {
     "DeadLetterQueueAlarm": (None, "notBreaching"),
     "CollectorErrorsAlarm": (None, "notBreaching"),
     "DriftCheckErrorsAlarm": (None, "notBreaching"),
+    # issue 14: the operations API, and quarantined samples (usage not billed) per source
+    "ApiErrorsAlarm": (None, "notBreaching"),
+    "ApiThrottlesAlarm": (None, "notBreaching"),
+    "QuarantineAlarm&{SourceId}": (None, "notBreaching"),
 }
 # Thresholds that are not tuning knobs: any dead letter or failed invocation is one too many, and
 # the heartbeat alarms on its absence (Sum < 1), not on a value.
@@ -59,7 +63,11 @@ FIXED_THRESHOLDS = {
     "DeadLetterQueueAlarm": (0, "GreaterThanThreshold"),
     "CollectorErrorsAlarm": (0, "GreaterThanThreshold"),
     "DriftCheckErrorsAlarm": (0, "GreaterThanThreshold"),
+    "ApiErrorsAlarm": (0, "GreaterThanThreshold"),
+    "ApiThrottlesAlarm": (0, "GreaterThanThreshold"),
+    "QuarantineAlarm&{SourceId}": (0, "GreaterThanThreshold"),
 }
+PER_SOURCE_ALARMS = ("LagAlarm", "QuarantineAlarm")  # one of each per source id (Fn::ForEach)
 # Parameter -> what settings (and the domain) default to: the template's defaults are the code's.
 DRIFT_PARAMETER_DEFAULTS = {
     "DriftWarningOffsetMs": Settings().drift_warning_offset_ms,
@@ -206,7 +214,11 @@ def written_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _lag_alarm_id(source_id: str) -> str:
-    return "LagAlarm" + re.sub(r"[^A-Za-z0-9]", "", source_id)
+    return _per_source_id("LagAlarm", source_id)
+
+
+def _per_source_id(prefix: str, source_id: str) -> str:
+    return prefix + re.sub(r"[^A-Za-z0-9]", "", source_id)
 
 
 # --------------------------------------------------------------------------- metrics <-> code
@@ -257,6 +269,7 @@ def test_other_namespaces_are_the_stacks_own_resources(refs: list[MetricRef]) ->
         ("AWS/Lambda", "FunctionName"): [
             {"Ref": "CollectorFunction"},
             {"Ref": "DriftCheckFunction"},
+            {"Ref": "ApiFunction"},
         ],
         ("AWS/SQS", "QueueName"): [{"Fn::GetAtt": ["CollectorDeadLetterQueue", "QueueName"]}],
     }
@@ -274,8 +287,9 @@ def test_the_alarms_are_the_issues(
     written_alarms: dict[str, dict[str, Any]], alarms: dict[str, dict[str, Any]]
 ) -> None:
     assert set(written_alarms) == set(ALARMS)
-    per_source = {_lag_alarm_id(s) for s in SOURCE_IDS}
-    assert set(alarms) == (set(ALARMS) - {"LagAlarm&{SourceId}"}) | per_source
+    loops = {f"{prefix}&{{SourceId}}" for prefix in PER_SOURCE_ALARMS}
+    per_source = {_per_source_id(p, s) for p in PER_SOURCE_ALARMS for s in SOURCE_IDS}
+    assert set(alarms) == (set(ALARMS) - loops) | per_source
 
 
 def test_missing_data(written_alarms: dict[str, dict[str, Any]]) -> None:
@@ -332,7 +346,7 @@ def test_thresholds_come_from_parameters(written_alarms: dict[str, dict[str, Any
         if parameter is not None:
             assert props["Threshold"] == {"Ref": parameter}, name
         elif name in FIXED_THRESHOLDS:
-            assert (props["Threshold"], props["ComparisonOperator"]) == FIXED_THRESHOLDS[name]
+            assert (props["Threshold"], props["ComparisonOperator"]) == FIXED_THRESHOLDS[name], name
     critical = written_alarms["DriftCriticalAlarm"]
     (worst,) = [q for q in critical["Metrics"] if q.get("ReturnData")]
     assert worst["Expression"] == {
@@ -408,6 +422,37 @@ def test_lag_alarm_per_source(alarms: dict[str, dict[str, Any]]) -> None:
         assert props["ComparisonOperator"] == "GreaterThanThreshold"
 
 
+def test_quarantine_alarm_per_source(alarms: dict[str, dict[str, Any]]) -> None:
+    """A quarantined sample is usage that was not billed: any, in five minutes, alarms. A source
+    that reports nothing is its lag alarm's (breaching), so this one does not breach on silence."""
+    for source_id in SOURCE_IDS:
+        props = alarms[_per_source_id("QuarantineAlarm", source_id)]
+        assert (props["Namespace"], props["MetricName"]) == (NAMESPACE, "QuarantinedSamples")
+        assert _dimensions(props["Dimensions"]) == {
+            SERVICE_DIMENSION: "minutemeter", SOURCE_DIMENSION: source_id
+        }
+        assert props["AlarmName"] == f"minutemeter-quarantine-{source_id}"
+        assert (props["Statistic"], props["Period"]) == ("Sum", 300)
+        assert (props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (1, 1)
+        assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        assert props["TreatMissingData"] == "notBreaching"
+
+
+def test_api_alarms(written_alarms: dict[str, dict[str, Any]], body: dict[str, Any]) -> None:
+    """Crashes and timeouts (Errors) and refusals (Throttles) of the API function alarm; its 4xx
+    and 5xx answers are graphed only (a /healthz probe answering 503 must not page)."""
+    for name, metric in (("ApiErrorsAlarm", "Errors"), ("ApiThrottlesAlarm", "Throttles")):
+        props = written_alarms[name]
+        assert (props["Namespace"], props["MetricName"], props["Statistic"]) == (
+            "AWS/Lambda", metric, "Sum"
+        )
+        assert _dimensions(props["Dimensions"]) == {"FunctionName": {"Ref": "ApiFunction"}}
+        assert (props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (1, 1)
+    graphed = {ref.name for ref in dashboard_metrics(body)
+               if ref.dimensions.get("FunctionName") == {"Ref": "ApiFunction"}}
+    assert {"Errors", "Throttles", "Url4xxCount", "Url5xxCount"} <= graphed
+
+
 def test_queue_and_error_alarms(written_alarms: dict[str, dict[str, Any]]) -> None:
     dlq = written_alarms["DeadLetterQueueAlarm"]
     assert (dlq["Namespace"], dlq["MetricName"]) == (
@@ -458,7 +503,7 @@ def test_dashboard_shows_every_alarm_but_the_per_source_ones(
 ) -> None:
     (widget,) = [w for w in body["widgets"] if w["type"] == "alarm"]
     shown = {arn["Fn::GetAtt"][0] for arn in widget["properties"]["alarms"]}
-    assert shown == {name for name in alarms if not name.startswith("LagAlarm")}
+    assert shown == {name for name in alarms if not name.startswith(PER_SOURCE_ALARMS)}
 
 
 def test_docs_explain_every_alarm(written_alarms: dict[str, dict[str, Any]]) -> None:

@@ -102,6 +102,7 @@ def test_checkov_passes_on_the_template_as_deployed(
     resources = json.loads(deployed_template.read_text())["Resources"]
     assert {
         "CollectorSchedulenodea", "CollectorSchedulenodeb", "LagAlarmnodea", "LagAlarmnodeb",
+        "QuarantineAlarmnodea", "QuarantineAlarmnodeb", "ApiErrorsAlarm", "ApiThrottlesAlarm",
         "CollectorFunctionRole", "DriftCheckFunctionRole", "DriftCheckSchedule",
     } <= set(resources)
     assert summary["resource_count"] == len(resources)

@@ -77,10 +77,11 @@ def expanded(sam_template: dict[str, Any], source_ids: str) -> dict[str, Any]:
 
 
 def test_loops_over_the_source_ids(loops: dict[str, list[Any]]) -> None:
-    """One schedule and one lag alarm (test_alarms.py) per source id."""
+    """One schedule, one lag alarm and one quarantine alarm (test_alarms.py) per source id."""
     bodies = {
         "SourceSchedules": "CollectorSchedule&{SourceId}",
         "SourceLagAlarms": "LagAlarm&{SourceId}",
+        "SourceQuarantineAlarms": "QuarantineAlarm&{SourceId}",
     }
     assert set(loops) == set(bodies)
     for loop, key in bodies.items():

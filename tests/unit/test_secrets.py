@@ -1,13 +1,17 @@
-"""SecretTokenLookup against moto's Secrets Manager and SSM Parameter Store."""
+"""SecretTokenLookup (Powertools Parameters underneath) against moto's Secrets Manager and SSM
+Parameter Store: tokens cached for five minutes per container, rotated ones picked up after
+that, failures not cached, binary secrets refused, tokens never in a log or an error."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.parameters import base as parameters_base
 from moto import mock_aws
 
 from minutemeter.adapters.secrets import SecretTokenLookup, parameter_name
@@ -205,3 +209,118 @@ def test_a_binary_secret_is_a_typed_error(aws: None, clients: Clients) -> None:
     )
     with pytest.raises((ConfigError, ExporterError)):
         SecretTokenLookup(clients)(_source(arn))
+
+
+# --------------------------------------------------------------------------- max age and rotation
+
+
+@pytest.fixture
+def later(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Moves the wall clock that Powertools Parameters reads for its cache expiry
+    (``datetime.now()`` in its ``base`` module, nowhere else) by the given seconds."""
+    real = parameters_base.datetime
+    shift = [0.0]
+
+    class Shifted(real):  # type: ignore[misc,valid-type]
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Any:
+            return real.now(tz) + timedelta(seconds=shift[0])
+
+    monkeypatch.setattr(parameters_base, "datetime", Shifted)
+
+    def advance(seconds: float) -> None:
+        shift[0] = seconds
+
+    return advance
+
+
+def test_a_rotated_secret_is_picked_up_after_five_minutes(
+    aws: None, clients: Clients, later: Callable[[float], None]
+) -> None:
+    arn = _secret()
+    lookup = SecretTokenLookup(clients)
+    assert lookup(_source(arn)) == TOKEN
+    boto3.client("secretsmanager", region_name=REGION).put_secret_value(
+        SecretId=arn, SecretString="rotated-token"
+    )
+
+    later(290)
+    assert lookup(_source(arn)) == TOKEN  # still within five minutes
+    later(301)
+    assert lookup(_source(arn)) == "rotated-token"
+    assert clients.made == ["secretsmanager"]  # the same client throughout
+
+
+def test_a_rotated_parameter_is_picked_up_after_five_minutes(
+    aws: None, clients: Clients, later: Callable[[float], None]
+) -> None:
+    _parameter("/exporter/token")
+    lookup = SecretTokenLookup(clients)
+    assert lookup(_source("ssm:/exporter/token")) == TOKEN
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name="/exporter/token", Value="rotated-token", Type="SecureString", Overwrite=True
+    )
+
+    later(290)
+    assert lookup(_source("ssm:/exporter/token")) == TOKEN
+    later(301)
+    assert lookup(_source("ssm:/exporter/token")) == "rotated-token"
+
+
+def test_the_max_age_can_be_shorter(
+    aws: None, clients: Clients, later: Callable[[float], None]
+) -> None:
+    arn = _secret()
+    lookup = SecretTokenLookup(clients, max_age_seconds=30)
+    assert lookup(_source(arn)) == TOKEN
+    boto3.client("secretsmanager", region_name=REGION).put_secret_value(
+        SecretId=arn, SecretString="rotated-token"
+    )
+    later(31)
+    assert lookup(_source(arn)) == "rotated-token"
+
+
+def test_the_powertools_max_age_variable_does_not_change_ours(
+    aws: None, clients: Clients, later: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An explicit argument beats the environment: POWERTOOLS_PARAMETERS_MAX_AGE is ignored."""
+    monkeypatch.setenv("POWERTOOLS_PARAMETERS_MAX_AGE", "1")
+    arn = _secret()
+    lookup = SecretTokenLookup(clients)
+    assert lookup(_source(arn)) == TOKEN
+    boto3.client("secretsmanager", region_name=REGION).put_secret_value(
+        SecretId=arn, SecretString="rotated-token"
+    )
+    later(60)
+    assert lookup(_source(arn)) == TOKEN
+
+
+def test_a_binary_secret_is_refused_every_time(aws: None, clients: Clients) -> None:
+    arn = str(
+        boto3.client("secretsmanager", region_name=REGION)
+        .create_secret(Name="binary", SecretBinary=TOKEN.encode())["ARN"]
+    )
+    lookup = SecretTokenLookup(clients)
+    for _ in range(2):  # not returned from the cache either
+        with pytest.raises(ConfigError, match="binary") as caught:
+            lookup(_source(arn))
+        assert TOKEN not in str(caught.value)
+
+
+def test_tokens_are_never_logged(
+    aws: None, clients: Clients, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aws_lambda_powertools")
+    caplog.set_level(logging.DEBUG, logger="minutemeter")
+    arn = _secret()
+    _parameter("/exporter/token")
+    lookup = SecretTokenLookup(clients)
+    assert lookup(_source(arn)) == TOKEN
+    assert lookup(_source("ssm:/exporter/token")) == TOKEN
+    with pytest.raises(ConfigError):
+        lookup(_source(TOKEN))  # the token pasted as the reference
+
+    ours = [r for r in caplog.records
+            if r.name.startswith(("aws_lambda_powertools", "minutemeter"))]
+    assert all(TOKEN not in r.getMessage() for r in ours)
+    assert TOKEN not in caplog.text
