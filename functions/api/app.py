@@ -41,7 +41,8 @@ from minutemeter.domain.errors import (
     SourceNotFoundError,
     StoreError,
 )
-from minutemeter.domain.registry import MAX_ECHO, SourceUnreadableError, clip_echo
+from minutemeter.domain.registry import MAX_ECHO, SourceUnreadableError
+from minutemeter.domain.text import shorten
 from minutemeter.service.operations import (
     MalformedRequestError,
     check_health,
@@ -215,7 +216,7 @@ def get_source(source_id: str) -> Response[Any]:
     try:
         check_source_id(source_id)
     except InputError:
-        raise SourceNotFoundError(clip_echo(source_id)) from None  # never registrable
+        raise SourceNotFoundError(shorten(source_id, MAX_ECHO)) from None  # never registrable
     app = _get_app()
     source = app.state.get_source(source_id)
     return _json(HTTPStatus.OK, source_document(app.state, source, app.clock.now(),
@@ -251,7 +252,7 @@ def error_response(status: int, error_type: str, message: str,
 
 def error_document(error_type: str, message: str) -> dict[str, Any]:
     """The error body; the message cut to ``MAX_MESSAGE`` characters."""
-    return {"error": {"type": error_type, "message": clip_echo(message, MAX_MESSAGE)}}
+    return {"error": {"type": error_type, "message": shorten(message, MAX_MESSAGE)}}
 
 
 def handle_known(exc: MinutemeterError) -> Response[Any]:
@@ -288,7 +289,7 @@ def handle_not_found(exc: Exception) -> Response[Any]:
         return error_response(404, "source_not_found", "no such source")
     if allowed:
         return error_response(405, "method_not_allowed",
-                              f"{clip_echo(path, MAX_ECHO)} takes {allowed}",
+                              f"{shorten(path, MAX_ECHO)} takes {allowed}",
                               headers={"Allow": allowed})
     return error_response(404, "route_not_found", "no such route (see docs/openapi.yaml)")
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from minutemeter.domain.errors import MinutemeterError
 from minutemeter.domain.model import SourceConfig
+from minutemeter.domain.text import shorten
 
 EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_START = datetime(9000, 1, 1, tzinfo=UTC)
@@ -43,18 +44,13 @@ class SourceUnreadableError(MinutemeterError):
     """The source's registry record is unreadable (``reason``); ``sources put`` replaces it."""
 
     def __init__(self, source_id: str, reason: str) -> None:
-        shown = clip_echo(source_id)
+        shown = shorten(source_id, MAX_ECHO)
         super().__init__(
             f"source {shown!r} has an unreadable registry record ({reason}); "
             f"replace it with `minutemeter sources put {shown} --url URL [...]`"
         )
         self.source_id = source_id
         self.reason = reason
-
-
-def clip_echo(text: str, limit: int = MAX_ECHO) -> str:
-    """``text`` cut to ``limit`` characters (with ``...``) for repeating it in a message."""
-    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
 
 def operability_problem(source: SourceConfig) -> str | None:
@@ -72,7 +68,7 @@ def operability_problem(source: SourceConfig) -> str | None:
     }
     for name, value in durations.items():
         if not 0 <= value <= MAX_OPERABLE_SECONDS:
-            return f"{name} {clip_echo(str(value), 24)} is outside 0-{MAX_OPERABLE_SECONDS} s"
+            return f"{name} {shorten(str(value), 24)} is outside 0-{MAX_OPERABLE_SECONDS} s"
     if source.max_window_seconds < 60 or source.lease_seconds < 1:
         return "max_window_seconds under 60 or lease_seconds under 1"
     return None

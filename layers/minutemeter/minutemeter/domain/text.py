@@ -30,6 +30,20 @@ def clip(text: str, limit: int = CLIP_LIMIT) -> str:
     return f"{text[:limit]}...[{len(text) - limit} more chars]"
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and how much was cut,
+    never longer than ``limit``: for text repeated in a message or kept in a record whose size
+    must stay bounded (an operator's input echoed back, a stored error)."""
+    if len(text) <= limit:
+        return text
+    suffix = f"...[{len(text)} chars]"
+    if limit < 3:
+        return text[:limit]
+    if len(suffix) >= limit:
+        return text[: limit - 3] + "..."
+    return text[: limit - len(suffix)] + suffix
+
+
 # Line breaks and tabs become spaces, other control characters "?".
 _ONE_LINE = {**{code: "?" for code in (*range(32), 127)}, 9: " ", 10: " ", 13: " "}
 

@@ -34,7 +34,8 @@ from typing import Any
 
 from minutemeter.domain.errors import InputError, MinutemeterError, StoreError
 from minutemeter.domain.model import SourceConfig
-from minutemeter.domain.registry import MAX_ECHO, UnreadableSource, clip_echo
+from minutemeter.domain.registry import MAX_ECHO, UnreadableSource
+from minutemeter.domain.text import shorten
 from minutemeter.domain.timeutil import (
     format_instant,
     format_second,
@@ -162,7 +163,7 @@ def source_documents(
         except (MinutemeterError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             logger.warning("unreadable sync state", exc_info=exc,
                            extra={"source_id": entry.source_id})
-            reason = clip_echo(f"sync state: {type(exc).__name__}: {exc}", 3 * MAX_ECHO)
+            reason = shorten(f"sync state: {type(exc).__name__}: {exc}", 3 * MAX_ECHO)
             documents.append(unreadable_document(UnreadableSource(entry.source_id, reason)))
     return documents
 

@@ -16,10 +16,11 @@ from minutemeter.domain.registry import (
     EARLIEST_START,
     LATEST_START,
     MAX_CLOCK_TOLERANCE_SECONDS,
+    MAX_ECHO,
     SourceUnreadableError,
     UnreadableSource,
-    clip_echo,
 )
+from minutemeter.domain.text import shorten
 from minutemeter.domain.timeutil import MINUTE, floor_minute, format_second, is_minute_aligned
 from minutemeter.ports import StateStore
 
@@ -68,7 +69,7 @@ def put_source(
     except SourceUnreadableError as exc:
         if changes.url is None:
             raise InputError(
-                f"source {clip_echo(source_id)!r} has an unreadable record ({exc.reason}); "
+                f"source {shorten(source_id, MAX_ECHO)!r} has an unreadable record ({exc.reason}); "
                 "give --url (and any other settings) to replace it"
             ) from exc
         logger.warning("replacing an unreadable source record",
@@ -130,9 +131,9 @@ def check_url(url: str) -> None:
         parsed = urlparse(url)
         parsed.port  # noqa: B018 (raises ValueError on a port that is not a number)
     except ValueError as exc:
-        raise InputError(f"--url is not a valid URL: {clip_echo(url)!r}") from exc
+        raise InputError(f"--url is not a valid URL: {shorten(url, MAX_ECHO)!r}") from exc
     if parsed.scheme not in {"http", "https"} or not parsed.hostname:
-        raise InputError(f"--url must be an http(s) URL, got {clip_echo(url)!r}")
+        raise InputError(f"--url must be an http(s) URL, got {shorten(url, MAX_ECHO)!r}")
     if "@" in parsed.netloc:  # userinfo: never shown back, it may hold a password
         raise InputError(
             "--url must not contain credentials (user:password@); put the token in Secrets "

@@ -57,11 +57,12 @@ from minutemeter.domain.model import (
     SyncState,
 )
 from minutemeter.domain.registry import (
+    MAX_ECHO,
     SourceUnreadableError,
     UnreadableSource,
-    clip_echo,
     operability_problem,
 )
+from minutemeter.domain.text import shorten
 from minutemeter.domain.timeutil import epoch_seconds, format_instant, parse_rfc3339
 from minutemeter.ports import LeaseGrant
 
@@ -318,7 +319,7 @@ class DynamoStateStore:
                 "consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one"
             )
             attribute_values.update(
-                {":error": clip_text(job.error or "", MAX_ERROR_CHARS), ":zero": 0, ":one": 1}
+                {":error": shorten(job.error or "", MAX_ERROR_CHARS), ":zero": 0, ":one": 1}
             )
         else:
             expression = "SET last_job = :job, last_success_at = :at, consecutive_failures = :zero"
@@ -676,23 +677,14 @@ def stored_job(summary: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(summary)
     for name in ("error", "error_type"):
         if isinstance(out.get(name), str):
-            out[name] = clip_text(out[name], MAX_ERROR_CHARS)
+            out[name] = shorten(out[name], MAX_ERROR_CHARS)
     notes = out.get("notes")
     if isinstance(notes, list):
-        kept = [clip_text(str(n), MAX_NOTE_CHARS) for n in notes[:MAX_NOTES]]
+        kept = [shorten(str(n), MAX_NOTE_CHARS) for n in notes[:MAX_NOTES]]
         if len(notes) > MAX_NOTES:
             kept[-1] = f"... and {len(notes) - MAX_NOTES + 1} more notes"
         out["notes"] = kept
     return out
-
-
-def clip_text(text: str, limit: int) -> str:
-    """``text`` if it has at most ``limit`` characters, else its start and how much was cut;
-    never longer than ``limit``."""
-    if len(text) <= limit:
-        return text
-    suffix = f"... [{len(text)} chars, clipped]"
-    return text[: max(limit - len(suffix), 0)] + suffix
 
 
 def _plain(value: Any) -> Any:
@@ -727,7 +719,8 @@ def _read_source(source_id: str, item: Item) -> SourceConfig | UnreadableSource:
         return UnreadableSource(source_id, _reason(f"{type(exc).__name__}: {exc}"))
     if source.source_id != source_id:
         return UnreadableSource(
-            source_id, _reason(f"source_id {clip_echo(source.source_id)!r} differs from the key")
+            source_id,
+            _reason(f"source_id {shorten(source.source_id, MAX_ECHO)!r} differs from the key"),
         )
     problem = operability_problem(source)
     return source if problem is None else UnreadableSource(source_id, _reason(problem))
@@ -735,7 +728,7 @@ def _read_source(source_id: str, item: Item) -> SourceConfig | UnreadableSource:
 
 def _reason(text: str) -> str:
     """One line of at most ``MAX_REASON_CHARS``: it is repeated in messages and listings."""
-    return clip_text(" ".join(text.split()), MAX_REASON_CHARS)
+    return shorten(" ".join(text.split()), MAX_REASON_CHARS)
 
 
 def _source_from_item(item: Item) -> SourceConfig:
@@ -774,9 +767,9 @@ def _whole(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if not isinstance(value, Decimal):
-        raise TypeError(f"{clip_echo(repr(value), 40)} is not a number")
+        raise TypeError(f"{shorten(repr(value), 40)} is not a number")
     if not value.is_finite() or value != value.to_integral_value():
-        raise ValueError(f"{clip_echo(str(value), 40)} is not a whole number")
+        raise ValueError(f"{shorten(str(value), 40)} is not a whole number")
     return int(value)
 
 
