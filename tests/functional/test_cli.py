@@ -10,7 +10,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +21,7 @@ from moto import mock_aws
 
 from minutemeter.adapters.dynamo.schema import create_tables
 from minutemeter.bootstrap import App, bootstrap
-from minutemeter.cli import COLLECTOR_TIMEOUT_SECONDS, TimeoutBudget, main
+from minutemeter.cli import COLLECTOR_TIMEOUT_SECONDS, TimeoutBudget
 from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceConfig
 from minutemeter.local.ddb import LOCAL_CREDENTIALS, DynamoDBLocal
 from minutemeter.local.exporter import (
@@ -32,6 +31,7 @@ from minutemeter.local.exporter import (
     account_ids,
 )
 from minutemeter.settings import Settings
+from tests.support.cli import InProcessCli
 from tests.support.clock import FakeClock
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -44,31 +44,12 @@ EXPORT_FIELDS = {
 }
 
 
-@dataclass
-class Cli:
-    """Runs ``minutemeter`` in-process on one App; keeps the last stderr for messages."""
+class Cli(InProcessCli):
+    """``minutemeter`` in-process on one App, with the test's clock."""
 
-    app: App
-    clock: FakeClock
-    capsys: pytest.CaptureFixture[str]
-    err: str = field(default="")
-
-    def run(self, *argv: str) -> tuple[int, str]:
-        self.capsys.readouterr()
-        code = main(list(argv), app=self.app)
-        captured = self.capsys.readouterr()
-        self.err = captured.err
-        return code, captured.out
-
-    def json(self, *argv: str, code: int = 0) -> Any:
-        actual, out = self.run(*argv)
-        assert actual == code, self.err
-        return json.loads(out)
-
-    def lines(self, *argv: str) -> list[dict[str, Any]]:
-        actual, out = self.run(*argv)
-        assert actual == 0, self.err
-        return [json.loads(line) for line in out.splitlines()]
+    def __init__(self, app: App, clock: FakeClock, capsys: pytest.CaptureFixture[str]) -> None:
+        super().__init__(app, capsys)
+        self.clock = clock
 
     def put_source(self, url: str, source_id: str = "s1", *extra: str) -> dict[str, Any]:
         document: dict[str, Any] = self.json(

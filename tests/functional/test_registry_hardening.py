@@ -8,7 +8,6 @@ import importlib.util
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal
 from pathlib import Path
@@ -27,7 +26,6 @@ from minutemeter.adapters.dynamo.state import (
 )
 from minutemeter.adapters.exporter_http import HttpExporter
 from minutemeter.bootstrap import App
-from minutemeter.cli import main
 from minutemeter.domain.model import (
     BillingProfile,
     JobResult,
@@ -43,6 +41,7 @@ from minutemeter.local.ddb import DynamoDBLocal
 from minutemeter.ports import LedgerFilter
 from minutemeter.service.operations import check_health, source_documents, status_document
 from tests.support.backends import Backend, dynamo_backend
+from tests.support.cli import InProcessCli
 from tests.support.clock import FakeClock
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -52,35 +51,12 @@ REPO = Path(__file__).resolve().parents[2]
 GOOD = ["--url", "http://127.0.0.1:9/base", "--start", "2026-11-22T10:02:00Z"]
 
 
-@dataclass
-class Cli:
+class Cli(InProcessCli):
     """``minutemeter`` in-process on the real adapters of one backend."""
 
-    app: App
-    backend: Backend
-    capsys: pytest.CaptureFixture[str]
-    err: str = field(default="")
-
-    def run(self, *argv: str) -> tuple[int, str]:
-        self.capsys.readouterr()
-        code = main(list(argv), app=self.app)
-        captured = self.capsys.readouterr()
-        self.err = captured.err
-        return code, captured.out
-
-    def json(self, *argv: str, code: int = 0) -> Any:
-        actual, out = self.run(*argv)
-        assert actual == code, self.err
-        return json.loads(out)
-
-    def refused(self, *argv: str, code: int = 2) -> str:
-        """Runs a command that must fail with ``code``: nothing on stdout, one line on stderr
-        (no traceback); returns that line."""
-        actual, out = self.run(*argv)
-        assert (actual, out) == (code, ""), self.err
-        assert self.err.startswith("minutemeter: ") and self.err.count("\n") == 1, self.err
-        assert "Traceback" not in self.err
-        return self.err
+    def __init__(self, app: App, backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
+        super().__init__(app, capsys)
+        self.backend = backend
 
     def put_raw_source(self, source_id: str, **fields: Any) -> None:
         """A registry record written straight into the table (boto3 put_item), bypassing every
