@@ -1,17 +1,36 @@
-"""Shared plumbing for the DynamoDB adapters: (de)serialisation, capacity metering, batching."""
+"""Shared plumbing for the DynamoDB adapters: (de)serialisation, capacity metering, batching, and
+the one way the adapters talk to a table (:class:`DynamoTable`).
+
+Every request goes through a :class:`DynamoTable`: it names its table, asks for
+``ReturnConsumedCapacity`` and meters it, turns engine failures into :class:`StoreError`, and
+answers a failed write condition with a value (``False``, or an :class:`Outcome` with ``ok``
+false) rather than an exception, so callers branch on it.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from minutemeter.domain.errors import StoreError
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambda layer runs without them
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        DeleteItemInputTypeDef,
+        PutItemInputTypeDef,
+        QueryInputTypeDef,
+        ScanInputTypeDef,
+        TransactWriteItemTypeDef,
+        UpdateItemInputTypeDef,
+    )
 
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
@@ -22,12 +41,9 @@ WireItem = dict[str, Any]
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
 MAX_UNPROCESSED_ROUNDS = 8
-CONDITION_FAILURES = frozenset(
-    {"ConditionalCheckFailedException", "TransactionCanceledException"}
-)
-_WRITE_OPERATIONS = frozenset(
-    {"put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items"}
-)
+CONDITION_FAILED = "ConditionalCheckFailedException"
+TRANSACTION_CANCELED = "TransactionCanceledException"
+CONDITION_FAILURES = frozenset({CONDITION_FAILED, TRANSACTION_CANCELED})
 
 
 def to_wire(item: Mapping[str, Any]) -> WireItem:
@@ -39,8 +55,8 @@ def from_wire(item: Mapping[str, Any]) -> Item:
     return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
 
 
-def values(mapping: Mapping[str, Any]) -> WireItem:
-    """Expression attribute values, serialised."""
+def expression_values(mapping: Mapping[str, Any]) -> WireItem:
+    """Expression attribute values, serialised (``None`` kept: it is a NULL value here)."""
     return {k: _SERIALIZER.serialize(v) for k, v in mapping.items()}
 
 
@@ -78,44 +94,180 @@ class CapacityMeter:
             return sum(self.read_units.values())
 
 
-class DynamoTable:
-    """One table through the low-level client, with capacity metering and batch helpers."""
+@dataclass(frozen=True)
+class Outcome:
+    """What a conditional update or a transaction did.
 
-    def __init__(self, client: Any, name: str, meter: CapacityMeter | None = None) -> None:
+    ``ok`` is false when a condition failed and nothing was written; ``attributes`` is the item
+    as written when ``ReturnValues`` asked for it, else empty; ``reasons`` are a cancelled
+    transaction's reason codes, one per action in order (``"None"`` for one that did not fail;
+    some engines stop at the first failed one). ``failure`` is the refusal DynamoDB sent, for
+    the typed error a caller raises from it (``raise LeaseLostError(...) from outcome.failure``).
+    """
+
+    ok: bool
+    attributes: Item = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+    failure: ClientError | None = field(default=None, compare=False, repr=False)
+
+
+class DynamoTable:
+    """One table through the low-level client, with capacity metering and batch helpers.
+
+    Engine failures (missing table, throttling after botocore's retries, connection errors)
+    raise :class:`StoreError` naming the operation and the table; a failed condition is an
+    answer, returned as a value.
+    """
+
+    def __init__(
+        self, client: DynamoDBClient, name: str, meter: CapacityMeter | None = None
+    ) -> None:
         self.client = client
         self.name = name
         self.meter = meter or CapacityMeter()
 
-    def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        """Call ``operation`` (``get_item``, ``put_item``, ...) with ``ReturnConsumedCapacity``.
-
-        A failed condition comes back as the ``ClientError`` (callers read its code); any other
-        failure becomes a :class:`StoreError`.
-        """
-        method = getattr(self.client, operation)
-        write = operation in _WRITE_OPERATIONS
+    @contextmanager
+    def _request(self, operation: str, *, write: bool) -> Iterator[None]:
+        """Translate the failures of one request; a failed condition passes as ``ClientError``
+        (its capacity metered: failed conditions are charged too)."""
         try:
-            response: dict[str, Any] = method(ReturnConsumedCapacity="TOTAL", **kwargs)
+            yield
         except ClientError as exc:
-            self.meter.record(exc.response, write=write)  # failed conditions are charged too
+            self.meter.record(exc.response, write=write)
             if error_code(exc) in CONDITION_FAILURES:
-                raise  # an answer the adapters interpret, not a failure
+                raise  # an answer the helpers below interpret, not a failure
             raise StoreError(
                 f"DynamoDB {operation} on {self.name} failed: {error_code(exc)}: "
                 f"{exc.response.get('Error', {}).get('Message', '')}"
             ) from exc
         except BotoCoreError as exc:  # connection, timeout, credentials: after botocore's retries
             raise StoreError(f"DynamoDB {operation} on {self.name} failed: {exc}") from exc
-        self.meter.record(response, write=write)
-        return response
 
+    # -- single items ------------------------------------------------------------------------
     def get(self, key: Mapping[str, Any], *, consistent: bool = True) -> Item | None:
-        response = self.call(
-            "get_item", TableName=self.name, Key=to_wire(key), ConsistentRead=consistent
-        )
+        with self._request("get_item", write=False):
+            response = self.client.get_item(
+                TableName=self.name, Key=to_wire(key), ConsistentRead=consistent,
+                ReturnConsumedCapacity="TOTAL",
+            )
+        self.meter.record(response, write=False)
         item = response.get("Item")
         return from_wire(item) if item else None
 
+    def put(
+        self, item: Mapping[str, Any], *, condition: str | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """PutItem of ``item`` (``None`` attributes left out); ``False`` if ``condition``
+        (with expression ``values``) failed and nothing was written."""
+        request: PutItemInputTypeDef = {
+            "TableName": self.name, "Item": to_wire(item), "ReturnConsumedCapacity": "TOTAL",
+        }
+        if condition is not None:
+            request["ConditionExpression"] = condition
+        if values is not None:
+            request["ExpressionAttributeValues"] = expression_values(values)
+        try:
+            with self._request("put_item", write=True):
+                response = self.client.put_item(**request)
+        except ClientError as exc:
+            return _condition_failed(exc)
+        self.meter.record(response, write=True)
+        return True
+
+    def update(
+        self, key: Mapping[str, Any], expression: str, *, condition: str | None = None,
+        values: Mapping[str, Any] | None = None, return_new: bool = False,
+    ) -> Outcome:
+        """UpdateItem of ``key`` with the update ``expression``; ``Outcome.ok`` is false if
+        ``condition`` failed. With ``return_new`` (``ReturnValues=ALL_NEW``) the outcome of a
+        success carries the item as written."""
+        request: UpdateItemInputTypeDef = {
+            "TableName": self.name, "Key": to_wire(key), "UpdateExpression": expression,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        if condition is not None:
+            request["ConditionExpression"] = condition
+        if values is not None:
+            request["ExpressionAttributeValues"] = expression_values(values)
+        if return_new:
+            request["ReturnValues"] = "ALL_NEW"
+        try:
+            with self._request("update_item", write=True):
+                response = self.client.update_item(**request)
+        except ClientError as exc:
+            return Outcome(ok=_condition_failed(exc), failure=exc)
+        self.meter.record(response, write=True)
+        return Outcome(ok=True, attributes=from_wire(response.get("Attributes") or {}))
+
+    def delete(
+        self, key: Mapping[str, Any], *, condition: str | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """DeleteItem of ``key``; ``False`` if ``condition`` failed and nothing was deleted."""
+        request: DeleteItemInputTypeDef = {
+            "TableName": self.name, "Key": to_wire(key), "ReturnConsumedCapacity": "TOTAL",
+        }
+        if condition is not None:
+            request["ConditionExpression"] = condition
+        if values is not None:
+            request["ExpressionAttributeValues"] = expression_values(values)
+        try:
+            with self._request("delete_item", write=True):
+                response = self.client.delete_item(**request)
+        except ClientError as exc:
+            return _condition_failed(exc)
+        self.meter.record(response, write=True)
+        return True
+
+    # -- transactions ------------------------------------------------------------------------
+    def put_action(
+        self, item: Mapping[str, Any], *, condition: str, values: Mapping[str, Any]
+    ) -> TransactWriteItemTypeDef:
+        """A conditional Put on this table, for :meth:`transact_write`."""
+        return {
+            "Put": {
+                "TableName": self.name,
+                "Item": to_wire(item),
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": expression_values(values),
+            }
+        }
+
+    def check_action(
+        self, key: Mapping[str, Any], *, condition: str, values: Mapping[str, Any]
+    ) -> TransactWriteItemTypeDef:
+        """A ConditionCheck of an item of this table, for :meth:`transact_write`."""
+        return {
+            "ConditionCheck": {
+                "TableName": self.name,
+                "Key": to_wire(key),
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": expression_values(values),
+            }
+        }
+
+    def transact_write(self, actions: Sequence[TransactWriteItemTypeDef]) -> Outcome:
+        """TransactWriteItems of ``actions`` (each names its table, see :meth:`put_action`).
+        A cancelled transaction is an outcome with ``ok`` false and its ``reasons``; one
+        cancelled without reasons is a :class:`StoreError`."""
+        try:
+            with self._request("transact_write_items", write=True):
+                response = self.client.transact_write_items(
+                    TransactItems=actions, ReturnConsumedCapacity="TOTAL"
+                )
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if error_code(exc) != TRANSACTION_CANCELED or not reasons:
+                raise StoreError(
+                    f"DynamoDB transact_write_items on {self.name} failed: {exc}"
+                ) from exc
+            codes = tuple(str(r.get("Code", "None")) for r in reasons)
+            return Outcome(ok=False, reasons=codes, failure=exc)
+        self.meter.record(response, write=True)
+        return Outcome(ok=True)
+
+    # -- batches -----------------------------------------------------------------------------
     def batch_get(
         self, keys: Sequence[Mapping[str, Any]], *, projection: str | None = None
     ) -> list[Item]:
@@ -129,9 +281,13 @@ class DynamoTable:
             }
             if projection:
                 request["ProjectionExpression"] = projection
-            pending: dict[str, Any] = {self.name: request}
+            pending: Mapping[str, Any] = {self.name: request}
             for round_ in range(MAX_UNPROCESSED_ROUNDS):
-                response = self.call("batch_get_item", RequestItems=pending)
+                with self._request("batch_get_item", write=False):
+                    response = self.client.batch_get_item(
+                        RequestItems=pending, ReturnConsumedCapacity="TOTAL"
+                    )
+                self.meter.record(response, write=False)
                 found.extend(from_wire(i) for i in response.get("Responses", {}).get(self.name, []))
                 pending = response.get("UnprocessedKeys") or {}
                 if not pending:
@@ -149,9 +305,13 @@ class DynamoTable:
                 {"PutRequest": {"Item": to_wire(i)}}
                 for i in unique[start : start + BATCH_WRITE_LIMIT]
             ]
-            pending: dict[str, Any] = {self.name: requests}
+            pending: Mapping[str, Any] = {self.name: requests}
             for round_ in range(MAX_UNPROCESSED_ROUNDS):
-                response = self.call("batch_write_item", RequestItems=pending)
+                with self._request("batch_write_item", write=True):
+                    response = self.client.batch_write_item(
+                        RequestItems=pending, ReturnConsumedCapacity="TOTAL"
+                    )
+                self.meter.record(response, write=True)
                 pending = response.get("UnprocessedItems") or {}
                 if not pending:
                     break
@@ -159,17 +319,88 @@ class DynamoTable:
             else:
                 raise StoreError(f"BatchWriteItem on {self.name} left items unprocessed")
 
-    def query(self, **kwargs: Any) -> Iterator[Item]:
-        """All items of a Query (or Scan when ``scan=True``), page by page."""
-        operation = "scan" if kwargs.pop("scan", False) else "query"
-        start_key: dict[str, Any] | None = None
+    # -- reads of many items -----------------------------------------------------------------
+    def query(
+        self, key_condition: str, values: Mapping[str, Any], *,
+        filter_expression: str | None = None, newest_first: bool = False, consistent: bool = True,
+    ) -> Iterator[Item]:
+        """Every item of a Query, in sort key order (descending with ``newest_first``), read
+        page by page as the caller iterates (stop early and no further page is read)."""
+        request: QueryInputTypeDef = {
+            "TableName": self.name,
+            "KeyConditionExpression": key_condition,
+            "ExpressionAttributeValues": expression_values(values),
+            "ConsistentRead": consistent,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        if filter_expression is not None:
+            request["FilterExpression"] = filter_expression
+        if newest_first:
+            request["ScanIndexForward"] = False
+        return self._items("query", lambda page: self.client.query(**request, **page))
+
+    def query_page(
+        self, key_condition: str, values: Mapping[str, Any], *, limit: int,
+        newest_first: bool = False,
+    ) -> list[Item]:
+        """The first page of a Query: at most ``limit`` items, one (eventually consistent)
+        request."""
+        request: QueryInputTypeDef = {
+            "TableName": self.name,
+            "KeyConditionExpression": key_condition,
+            "ExpressionAttributeValues": expression_values(values),
+            "Limit": limit,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        if newest_first:
+            request["ScanIndexForward"] = False
+        with self._request("query", write=False):
+            response = self.client.query(**request)
+        self.meter.record(response, write=False)
+        return [from_wire(i) for i in response.get("Items", [])]
+
+    def scan(
+        self, filter_expression: str, values: Mapping[str, Any], *, consistent: bool = True
+    ) -> Iterator[Item]:
+        """Every item of the table that passes ``filter_expression``, page by page as the
+        caller iterates. Reads (and is charged for) the whole table."""
+        request: ScanInputTypeDef = {
+            "TableName": self.name,
+            "FilterExpression": filter_expression,
+            "ExpressionAttributeValues": expression_values(values),
+            "ConsistentRead": consistent,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        return self._items("scan", lambda page: self.client.scan(**request, **page))
+
+    def _items(
+        self, operation: str, read: Callable[[dict[str, Any]], Mapping[str, Any]]
+    ) -> Iterator[Item]:
+        """The items of every page ``read`` returns, following ``LastEvaluatedKey``; each page
+        metered, its failures translated.
+
+        Not boto3's paginator: it calls the client object that created it, so a wrapper around
+        the client (the IAM test records calls through one, the crash scenarios count writes
+        through one) would never see its pages, and making it would take botocore internals.
+        """
+        page: dict[str, Any] = {}
         while True:
-            request = dict(kwargs, TableName=self.name)
-            if start_key:
-                request["ExclusiveStartKey"] = start_key
-            response = self.call(operation, **request)
+            with self._request(operation, write=False):
+                response = read(page)
+            self.meter.record(response, write=False)
             for item in response.get("Items", []):
                 yield from_wire(item)
-            start_key = response.get("LastEvaluatedKey")
-            if not start_key:
+            last = response.get("LastEvaluatedKey")
+            if not last:
                 return
+            page = {"ExclusiveStartKey": last}
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    """``False`` for a failed condition (the answer the write helpers return); re-raise any
+    other code ``DynamoTable._request`` let through."""
+    if error_code(exc) != CONDITION_FAILED:
+        raise exc
+    return False
+
+

@@ -15,10 +15,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from minutemeter.adapters.dynamo.base import DynamoTable, Item, error_code, to_wire, values
-from minutemeter.domain.errors import QuotaConflictError, StoreError
+from minutemeter.adapters.dynamo.base import DynamoTable, Item
+from minutemeter.domain.errors import QuotaConflictError
 from minutemeter.domain.ids import entry_ref
 from minutemeter.domain.model import (
     BillingProfile,
@@ -75,24 +73,17 @@ class DynamoLedgerStore:
         }
         if expected_version:
             attribute_values[":expected"] = expected_version
-        try:
-            self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=to_wire(quota_key(plan.account_id, plan.month)),
-                UpdateExpression=(
-                    "SET used_bytes = :used, version = :version, pending = :pending, "
-                    "account_id = :account, updated_at = :updated"
-                ),
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values(attribute_values),
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise QuotaConflictError(
-                    f"quota {plan.account_id}/{plan.month} moved past version {expected_version}"
-                ) from exc
-            raise StoreError(f"quota reservation failed: {exc}") from exc
+        reserved = self.table.update(
+            quota_key(plan.account_id, plan.month),
+            "SET used_bytes = :used, version = :version, pending = :pending, "
+            "account_id = :account, updated_at = :updated",
+            condition=condition,
+            values=attribute_values,
+        )
+        if not reserved.ok:
+            raise QuotaConflictError(
+                f"quota {plan.account_id}/{plan.month} moved past version {expected_version}"
+            ) from reserved.failure
 
     def existing_buckets(self, refs: Sequence[BucketRef]) -> set[BucketRef]:
         by_key = {
@@ -107,17 +98,9 @@ class DynamoLedgerStore:
     def put_entries(self, entries: Sequence[LedgerEntry]) -> PutOutcome:
         written = existed = 0
         for entry in entries:
-            try:
-                self.table.call(
-                    "put_item",
-                    TableName=self.table.name,
-                    Item=to_wire(_entry_to_item(entry)),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
+            if self.table.put(_entry_to_item(entry), condition="attribute_not_exists(pk)"):
                 written += 1
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise StoreError(f"ledger write failed: {exc}") from exc
+            else:
                 existed += 1
         return PutOutcome(written=written, existed=existed)
 
@@ -129,16 +112,15 @@ class DynamoLedgerStore:
         self, source_id: str, node_id: str, account_id: str, before: datetime
     ) -> LedgerEntry | None:
         items = self.table.query(
-            KeyConditionExpression="pk = :pk AND sk < :before",
-            FilterExpression="kind = :usage AND node_id = :node",
-            ExpressionAttributeValues=values({
+            "pk = :pk AND sk < :before",
+            {
                 ":pk": f"ENTRY#{source_id}#{account_id}",
                 ":before": format_second(before),
                 ":usage": "usage",
                 ":node": node_id,
-            }),
-            ScanIndexForward=False,
-            ConsistentRead=True,
+            },
+            filter_expression="kind = :usage AND node_id = :node",
+            newest_first=True,
         )
         for item in items:  # newest first; the generator stops paging once one is found
             return _entry_from_item(item)
@@ -161,19 +143,10 @@ class DynamoLedgerStore:
             elif high:
                 condition += " AND sk < :high"
                 attribute_values[":high"] = high
-            items = self.table.query(
-                KeyConditionExpression=condition,
-                ExpressionAttributeValues=values(attribute_values),
-                ConsistentRead=True,
-            )
+            items = self.table.query(condition, attribute_values)
         else:
             prefix = "ENTRY#" + (f"{selection.source_id}#" if selection.source_id else "")
-            items = self.table.query(
-                scan=True,
-                FilterExpression="begins_with(pk, :prefix)",
-                ExpressionAttributeValues=values({":prefix": prefix}),
-                ConsistentRead=True,
-            )
+            items = self.table.scan("begins_with(pk, :prefix)", {":prefix": prefix})
         for item in items:
             entry = _entry_from_item(item)
             if selection.account_id and entry.usage.account_id != selection.account_id:

@@ -4,16 +4,21 @@ same keys and TTL for AWS."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from minutemeter.adapters.dynamo.base import error_code
 
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambda layer runs without them
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 TTL_ATTRIBUTE = "expires_at"
 
 
-def create_tables(client: Any, *, ledger_table: str, state_table: str) -> list[dict[str, str]]:
+def create_tables(
+    client: DynamoDBClient, *, ledger_table: str, state_table: str
+) -> list[dict[str, str]]:
     """Create both tables if missing (idempotent); wait until they are active."""
     report = []
     for name, ttl in ((ledger_table, False), (state_table, True)):
@@ -25,7 +30,7 @@ def create_tables(client: Any, *, ledger_table: str, state_table: str) -> list[d
     return report
 
 
-def _create(client: Any, name: str) -> str:
+def _create(client: DynamoDBClient, name: str) -> str:
     try:
         client.create_table(
             TableName=name,
@@ -46,7 +51,7 @@ def _create(client: Any, name: str) -> str:
     return "created"
 
 
-def _wait_active(client: Any, name: str, timeout_seconds: float = 60.0) -> None:
+def _wait_active(client: DynamoDBClient, name: str, timeout_seconds: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         status = client.describe_table(TableName=name)["Table"]["TableStatus"]
@@ -56,7 +61,7 @@ def _wait_active(client: Any, name: str, timeout_seconds: float = 60.0) -> None:
     raise TimeoutError(f"table {name} did not become ACTIVE within {timeout_seconds} s")
 
 
-def _enable_ttl(client: Any, name: str) -> None:
+def _enable_ttl(client: DynamoDBClient, name: str) -> None:
     try:
         current = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         if current.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:

@@ -25,16 +25,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from minutemeter.adapters.dynamo.base import (
-    DynamoTable,
-    Item,
-    error_code,
-    from_wire,
-    to_wire,
-    values,
-)
+from minutemeter.adapters.dynamo.base import DynamoTable, Item
 from minutemeter.domain.errors import (
     LeaseHeldError,
     LeaseLostError,
@@ -96,7 +87,7 @@ class DynamoStateStore:
     def put_source(self, source: SourceConfig) -> None:
         item = {"pk": SOURCES_PK, "sk": source.source_id, "type": "source"}
         item.update(_source_to_item(source))
-        self.table.call("put_item", TableName=self.table.name, Item=to_wire(item))
+        self.table.put(item)
 
     def get_source(self, source_id: str) -> SourceConfig:
         """Raises ``SourceNotFoundError``, or ``SourceUnreadableError`` for a record that does
@@ -116,11 +107,7 @@ class DynamoStateStore:
     def list_source_entries(self) -> list[SourceConfig | UnreadableSource]:
         """Every registry record by source id; one that cannot be read is an
         :class:`UnreadableSource` (and a warning in the log), never a failed listing."""
-        items = self.table.query(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues=values({":pk": SOURCES_PK}),
-            ConsistentRead=True,
-        )
+        items = self.table.query("pk = :pk", {":pk": SOURCES_PK})
         entries = [_read_source(str(i.get("sk", "")), i) for i in items]
         for entry in entries:
             if isinstance(entry, UnreadableSource):
@@ -164,23 +151,15 @@ class DynamoStateStore:
             "(attribute_not_exists(last_completed_until) OR last_completed_until <= :until)"
         )
         condition, attribute_values = _fenced(condition, attribute_values, fence)
-        try:
-            response = self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=to_wire(state_key(source_id)),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values(attribute_values),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise StoreError(f"watermark update failed: {exc}") from exc
+        outcome = self.table.update(
+            state_key(source_id), expression, condition=condition, values=attribute_values,
+            return_new=True,
+        )
+        if not outcome.ok:
             state = self.get_state(source_id)
             self._check_fence(source_id, fence, "watermark not moved")
             return state  # another runner is further; never move back
-        return _state_from_item(source_id, from_wire(response["Attributes"]))
+        return _state_from_item(source_id, outcome.attributes)
 
     def _check_fence(self, source_id: str, fence: int | None, detail: str) -> None:
         """After a failed condition: raise LeaseLostError if the token is not ``fence``."""
@@ -206,75 +185,53 @@ class DynamoStateStore:
         margin_seconds: float,
     ) -> LeaseGrant:
         until = lease_until(now, lease_seconds)
-        try:
-            response = self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=to_wire(state_key(source_id)),
-                UpdateExpression=(
-                    "SET lease_holder = :holder, lease_until = :until, lease_acquired_at = :now, "
-                    "lease_token = if_not_exists(lease_token, :zero) + :one"
-                ),
-                ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :cutoff",
-                ExpressionAttributeValues=values(
-                    {
-                        ":holder": holder,
-                        ":until": format_instant(until),
-                        ":now": format_instant(now),
-                        ":cutoff": format_instant(takeover_cutoff(now, margin_seconds)),
-                        ":zero": 0,
-                        ":one": 1,
-                    }
-                ),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise StoreError(f"lease acquisition failed: {exc}") from exc
+        outcome = self.table.update(
+            state_key(source_id),
+            "SET lease_holder = :holder, lease_until = :until, lease_acquired_at = :now, "
+            "lease_token = if_not_exists(lease_token, :zero) + :one",
+            condition="attribute_not_exists(lease_until) OR lease_until < :cutoff",
+            values={
+                ":holder": holder,
+                ":until": format_instant(until),
+                ":now": format_instant(now),
+                ":cutoff": format_instant(takeover_cutoff(now, margin_seconds)),
+                ":zero": 0,
+                ":one": 1,
+            },
+            return_new=True,
+        )
+        if not outcome.ok:
             current = self.get_lease(source_id)
             raise LeaseHeldError(
                 source_id,
                 current.holder if current else None,
                 format_instant(current.until) if current else None,
-            ) from exc
-        token = int(from_wire(response["Attributes"])["lease_token"])
+            ) from outcome.failure
+        token = int(outcome.attributes["lease_token"])
         return LeaseGrant(source_id=source_id, holder=holder, token=token, until=until)
 
     def renew_lease(self, grant: LeaseGrant, *, now: datetime, lease_seconds: int) -> LeaseGrant:
         until = lease_until(now, lease_seconds)
-        try:
-            self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=to_wire(state_key(grant.source_id)),
-                UpdateExpression="SET lease_until = :until",
-                ConditionExpression="lease_token = :token AND lease_holder = :holder",
-                ExpressionAttributeValues=values(
-                    {":until": format_instant(until), ":token": grant.token,
-                     ":holder": grant.holder}
-                ),
+        renewed = self.table.update(
+            state_key(grant.source_id),
+            "SET lease_until = :until",
+            condition="lease_token = :token AND lease_holder = :holder",
+            values={":until": format_instant(until), ":token": grant.token,
+                    ":holder": grant.holder},
+        )
+        if not renewed.ok:
+            raise LeaseLostError(grant.source_id, grant.token, "renewal refused") from (
+                renewed.failure
             )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise StoreError(f"lease renewal failed: {exc}") from exc
-            raise LeaseLostError(grant.source_id, grant.token, "renewal refused") from exc
         return replace(grant, until=until)
 
     def release_lease(self, grant: LeaseGrant) -> bool:
-        try:
-            self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=to_wire(state_key(grant.source_id)),
-                UpdateExpression="REMOVE lease_until, lease_holder",
-                ConditionExpression="lease_token = :token AND lease_holder = :holder",
-                ExpressionAttributeValues=values({":token": grant.token, ":holder": grant.holder}),
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise StoreError(f"lease release failed: {exc}") from exc
-            return False
-        return True
+        return self.table.update(
+            state_key(grant.source_id),
+            "REMOVE lease_until, lease_holder",
+            condition="lease_token = :token AND lease_holder = :holder",
+            values={":token": grant.token, ":holder": grant.holder},
+        ).ok
 
     def get_lease(self, source_id: str) -> LeaseGrant | None:
         item = self.table.get(state_key(source_id)) or {}
@@ -296,18 +253,14 @@ class DynamoStateStore:
         health_buckets: Mapping[int, tuple[int, int]] | None = None,
     ) -> None:
         summary = _decimals(stored_job(job_to_dict(job)))
-        self.table.call(
-            "put_item",
-            TableName=self.table.name,
-            Item=to_wire(
-                {
-                    "pk": f"JOB#{job.source_id}",
-                    "sk": f"{format_instant(job.started_at)}#{job.job_id}",
-                    "type": "job",
-                    "job": summary,
-                    "expires_at": epoch_seconds(expires_at),
-                }
-            ),
+        self.table.put(
+            {
+                "pk": f"JOB#{job.source_id}",
+                "sk": f"{format_instant(job.started_at)}#{job.job_id}",
+                "type": "job",
+                "job": summary,
+                "expires_at": epoch_seconds(expires_at),
+            }
         )
         if job.status is JobStatus.SKIPPED:
             return  # the job history has it; the holder's result stays the source's last job
@@ -328,34 +281,23 @@ class DynamoStateStore:
             expression += ", health_buckets = :buckets, health = :health"
             attribute_values[":buckets"] = {str(k): list(v) for k, v in health_buckets.items()}
             attribute_values[":health"] = _decimals(job.health)
-        request: dict[str, Any] = {}
+        condition: str | None = None
         if fence is not None:
-            request["ConditionExpression"] = "lease_token = :fence"
+            condition = "lease_token = :fence"
             attribute_values[":fence"] = fence
-        try:
-            self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=to_wire(state_key(job.source_id)),
-                UpdateExpression=expression,
-                ExpressionAttributeValues=values(attribute_values),
-                **request,
+        updated = self.table.update(
+            state_key(job.source_id), expression, condition=condition, values=attribute_values
+        )
+        if not updated.ok:
+            raise LeaseLostError(job.source_id, fence or 0, "sync state not updated") from (
+                updated.failure
             )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise StoreError(f"sync state update failed: {exc}") from exc
-            raise LeaseLostError(job.source_id, fence or 0, "sync state not updated") from exc
 
     def list_jobs(self, source_id: str, limit: int) -> list[dict[str, object]]:
-        response = self.table.call(
-            "query",
-            TableName=self.table.name,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues=values({":pk": f"JOB#{source_id}"}),
-            ScanIndexForward=False,
-            Limit=limit,
+        items = self.table.query_page(
+            "pk = :pk", {":pk": f"JOB#{source_id}"}, limit=limit, newest_first=True
         )
-        return [_plain(from_wire(i)["job"]) for i in response.get("Items", [])]
+        return [_plain(i["job"]) for i in items]
 
     # -- checkpoints -----------------------------------------------------------------------
     def get_checkpoints(
@@ -374,11 +316,7 @@ class DynamoStateStore:
         }
 
     def list_checkpoints(self, source_id: str) -> list[Checkpoint]:
-        items = self.table.query(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues=values({":pk": f"CP#{source_id}"}),
-            ConsistentRead=True,
-        )
+        items = self.table.query("pk = :pk", {":pk": f"CP#{source_id}"})
         return [
             Checkpoint(str(i["node_id"]), str(i["account_id"]), int(i["total_bytes"]),
                        parse_rfc3339(i["taken_at"]))
@@ -401,59 +339,40 @@ class DynamoStateStore:
         return moved
 
     def _put_checkpoint(self, item: Item) -> bool:
-        try:
-            self.table.call(
-                "put_item",
-                TableName=self.table.name,
-                Item=to_wire(item),
-                ConditionExpression=_CHECKPOINT_NEWER,
-                ExpressionAttributeValues=values({":taken": item["taken_at"]}),
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise StoreError(f"checkpoint write failed: {exc}") from exc
-            return False
-        return True
+        return self.table.put(
+            item, condition=_CHECKPOINT_NEWER, values={":taken": item["taken_at"]}
+        )
 
     def _put_checkpoints_fenced(self, source_id: str, items: list[Item], fence: int) -> int:
         pending = list(items)
         while pending:
-            actions: list[dict[str, Any]] = [
-                {
-                    "Put": {
-                        "TableName": self.table.name,
-                        "Item": to_wire(item),
-                        "ConditionExpression": _CHECKPOINT_NEWER,
-                        "ExpressionAttributeValues": values({":taken": item["taken_at"]}),
-                    }
-                }
+            actions = [
+                self.table.put_action(
+                    item, condition=_CHECKPOINT_NEWER, values={":taken": item["taken_at"]}
+                )
                 for item in pending
             ]
             actions.append(
-                {
-                    "ConditionCheck": {
-                        "TableName": self.table.name,
-                        "Key": to_wire(state_key(source_id)),
-                        "ConditionExpression": "lease_token = :fence",
-                        "ExpressionAttributeValues": values({":fence": fence}),
-                    }
-                }
+                self.table.check_action(
+                    state_key(source_id), condition="lease_token = :fence",
+                    values={":fence": fence},
+                )
             )
-            try:
-                self.table.call("transact_write_items", TransactItems=actions)
+            outcome = self.table.transact_write(actions)
+            if outcome.ok:
                 return len(pending)
-            except ClientError as exc:
-                reasons = exc.response.get("CancellationReasons") or []
-                if error_code(exc) != "TransactionCanceledException" or not reasons:
-                    raise StoreError(f"checkpoint transaction failed: {exc}") from exc
-                codes = [str(r.get("Code", "None")) for r in reasons]
-                if codes[-1] == "ConditionalCheckFailed":
-                    raise LeaseLostError(source_id, fence, "checkpoints not moved") from exc
-                if any(c not in {"None", "ConditionalCheckFailed"} for c in codes):
-                    raise StoreError(f"checkpoint transaction cancelled: {codes}") from exc
-                # Some checkpoints are already further (another runner): keep the others. (Not
-                # every engine reports a reason per item: DynamoDB Local stops at the first.)
-                pending = [i for i, c in zip(pending, codes, strict=False) if c == "None"]
+            codes = list(outcome.reasons)
+            if codes[-1] == "ConditionalCheckFailed":
+                raise LeaseLostError(source_id, fence, "checkpoints not moved") from (
+                    outcome.failure
+                )
+            if any(c not in {"None", "ConditionalCheckFailed"} for c in codes):
+                raise StoreError(f"checkpoint transaction cancelled: {codes}") from (
+                    outcome.failure
+                )
+            # Some checkpoints are already further (another runner): keep the others. (Not
+            # every engine reports a reason per item: DynamoDB Local stops at the first.)
+            pending = [i for i, c in zip(pending, codes, strict=False) if c == "None"]
         self._check_fence(source_id, fence, "checkpoints not moved")  # all were behind
         return 0
 
@@ -474,7 +393,7 @@ class DynamoStateStore:
             "multiplier": profile.multiplier,
             "pricing_rule_version": profile.pricing_rule_version,
         }
-        self.table.call("put_item", TableName=self.table.name, Item=to_wire(item))
+        self.table.put(item)
 
     # -- quarantine and reset records --------------------------------------------------------
     def put_records(
@@ -527,16 +446,12 @@ class DynamoStateStore:
         return parse_rfc3339(item["completed_until"]) if item else None
 
     def put_reconcile_progress(self, source_id: str, reconcile_id: str, until: datetime) -> None:
-        self.table.call(
-            "put_item",
-            TableName=self.table.name,
-            Item=to_wire({
-                "pk": f"RECONCILE#{source_id}",
-                "sk": f"PROGRESS#{reconcile_id}",
-                "type": "reconcile_progress",
-                "completed_until": format_instant(until),
-            }),
-        )
+        self.table.put({
+            "pk": f"RECONCILE#{source_id}",
+            "sk": f"PROGRESS#{reconcile_id}",
+            "type": "reconcile_progress",
+            "completed_until": format_instant(until),
+        })
 
     def add_reconciled_accounts(self, source_id: str, account_ids: Iterable[str]) -> None:
         items = [
@@ -549,11 +464,8 @@ class DynamoStateStore:
 
     def list_reconciled_accounts(self, source_id: str) -> list[str]:
         items = self.table.query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :account)",
-            ExpressionAttributeValues=values(
-                {":pk": f"RECONCILE#{source_id}", ":account": "ACCOUNT#"}
-            ),
-            ConsistentRead=True,
+            "pk = :pk AND begins_with(sk, :account)",
+            {":pk": f"RECONCILE#{source_id}", ":account": "ACCOUNT#"},
         )
         return [str(i["account_id"]) for i in items]
 
@@ -564,18 +476,16 @@ class DynamoStateStore:
             "type": "reconcile",
             "result": _decimals(dict(result)),
         }
-        self.table.call("put_item", TableName=self.table.name, Item=to_wire(item))
+        self.table.put(item)
 
     def list_reconciles(self, source_id: str, limit: int) -> list[dict[str, object]]:
-        response = self.table.call(
-            "query",
-            TableName=self.table.name,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
-            ExpressionAttributeValues=values({":pk": f"RECONCILE#{source_id}", ":run": "RUN#"}),
-            ScanIndexForward=False,
-            Limit=limit,
+        items = self.table.query_page(
+            "pk = :pk AND begins_with(sk, :run)",
+            {":pk": f"RECONCILE#{source_id}", ":run": "RUN#"},
+            limit=limit,
+            newest_first=True,
         )
-        return [_plain(from_wire(i)["result"]) for i in response.get("Items", [])]
+        return [_plain(i["result"]) for i in items]
 
     # -- drift verdict -----------------------------------------------------------------------
     def put_clock_verdict(self, verdict: ClockVerdict) -> None:
@@ -589,7 +499,7 @@ class DynamoStateStore:
             "valid_sources": verdict.valid_sources,
             "detail": verdict.detail,
         }
-        self.table.call("put_item", TableName=self.table.name, Item=to_wire(item))
+        self.table.put(item)
 
     def get_clock_verdict(self) -> ClockVerdict | None:
         item = self.table.get(VERDICT_KEY, consistent=False)
@@ -605,21 +515,13 @@ class DynamoStateStore:
         )
 
     def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]:
-        response = self.table.call(
-            "query",
-            TableName=self.table.name,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues=values({":pk": f"LOG#{source_id}#{kind}"}),
-            ScanIndexForward=False,
-            Limit=limit,
+        items = self.table.query_page(
+            "pk = :pk", {":pk": f"LOG#{source_id}#{kind}"}, limit=limit, newest_first=True
         )
-        records = []
-        for raw in response.get("Items", []):
-            item = from_wire(raw)
-            records.append(
-                {k: _plain(v) for k, v in item.items() if k not in {"pk", "sk", "expires_at"}}
-            )
-        return records
+        return [
+            {k: _plain(v) for k, v in item.items() if k not in {"pk", "sk", "expires_at"}}
+            for item in items
+        ]
 
 
 _CHECKPOINT_NEWER = "attribute_not_exists(pk) OR taken_at < :taken"
