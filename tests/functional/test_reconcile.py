@@ -250,3 +250,32 @@ def test_usage_the_exporter_no_longer_has_is_never_taken_back(
     assert exported(any_backend, "s1") == before
     refused = any_backend.state.list_reconciles("s1", 1)[0]
     assert refused["status"] == "refused" and refused["error_type"] == "NoEvidenceError"
+
+
+def test_an_idle_account_the_exporter_stopped_listing_for_a_while_is_not_billed_on_return(
+    any_backend: Backend,
+) -> None:
+    # GIVEN an idle account (its counter never moves, so it has no ledger entry) that the
+    # exporter leaves out of its snapshots from 10:10 to 10:35, longer than reconcile's lookback
+    idle, busy = account_ids(2, seed=21)
+    items = []
+    for k in range(4 * 50):
+        at = T0 + timedelta(seconds=15 * k)
+        values = {busy: 1000 * k}
+        if not T0 + timedelta(minutes=10) <= at < T0 + timedelta(minutes=35):
+            values[idle] = 5_000_000
+        items.append((at, values))
+    with SampleExporter(_static(items)) as exporter:
+        any_backend.state.put_source(SourceConfig("s1", exporter.url, T0, lag_seconds=0))
+        deps = deps_for(any_backend, FakeClock(T0 + timedelta(minutes=50)))
+        run_until_caught_up(deps, "s1")
+        before = exported(any_backend, "s1")
+        # WHEN a window with its return is reconciled
+        request = ReconcileRequest("s1", T0 + timedelta(minutes=30), T0 + timedelta(minutes=45),
+                                   False, "test")
+        confirmed = reconcile(deps, request)
+    # THEN its return is not usage since zero (it was seen before): nothing differs, nothing
+    # is written, as the collector billed nothing for it
+    assert confirmed.status == "ok" and confirmed.differences == []
+    assert exported(any_backend, "s1") == before
+    assert all(entry.usage.account_id == busy for entry in before)

@@ -20,6 +20,7 @@ from minutemeter.domain.clock_guard import takeover_margin_seconds
 from minutemeter.domain.errors import InputError, LeaseHeldError, MinutemeterError
 from minutemeter.domain.ids import LEDGER_NAMESPACE
 from minutemeter.domain.model import (
+    UNKNOWN_VALUE,
     Checkpoint,
     CorrectionSpec,
     LedgerEntry,
@@ -375,7 +376,8 @@ def _recompute(
             named = {s.account_id for s in snapshot.samples} | snapshot.unreadable_accounts
             unloaded = usage_of.unloaded(named)
             if unloaded:
-                usage_of.load(_references(deps, source, node_id, chunk, unloaded, references),
+                usage_of.load(_references(deps, source, state, node_id, chunk, unloaded,
+                                          references),
                               looked_up=unloaded)
             usage_of.add(snapshot)
             for sample in snapshot.samples:
@@ -387,17 +389,41 @@ def _recompute(
 
 
 def _references(
-    deps: CollectDeps, source: SourceConfig, node_id: str, chunk: Window,
+    deps: CollectDeps, source: SourceConfig, state: SyncState, node_id: str, chunk: Window,
     accounts: set[str], lookback: dict[str, Checkpoint],
 ) -> dict[str, Checkpoint]:
-    """Each account's counter value before the chunk: from the lookback, else from the last
-    ledger entry before it (the accumulator ignores one older than the source's baseline)."""
+    """Each account's counter value before the chunk, as far as it can be known.
+
+    From the lookback; else from the last usage entry before the chunk (read from the source's
+    current node and env, so at or after its baseline). An account without either that the
+    collector has seen (it has a checkpoint) is not new, so its first value in the chunk is no
+    usage since zero: its reference is the counter before the chunk's first usage entry of it,
+    or, when it has none, unknown (the first value is a baseline). Only an account the
+    collector never saw is new, and counts from zero. Without this, an idle account that the
+    exporter stopped listing for longer than the lookback would come back billed its whole
+    counter.
+    """
     found = {account: lookback[account] for account in accounts if account in lookback}
+    baseline = state.baseline_taken_at
+    unexplained: set[str] = set()
     for account in accounts - found.keys():
         last = deps.ledger.last_usage_before(source.source_id, node_id, account, chunk.since)
-        if last is not None:
+        if last is not None and (baseline is None or last.usage.last_taken_at >= baseline):
             found[account] = Checkpoint(
                 node_id, account, last.usage.counter_end, last.usage.last_taken_at)
+        else:
+            unexplained.add(account)
+    if not unexplained:
+        return found
+    before = chunk.since - timedelta(microseconds=1)  # before every sample of the chunk
+    for account in deps.state.get_checkpoints(source.source_id, node_id, unexplained):
+        first = min((e.usage for e in deps.ledger.export(LedgerFilter(
+                         source_id=source.source_id, account_id=account,
+                         since=chunk.since, until=chunk.until))
+                     if e.kind == "usage" and e.usage.node_id == node_id),
+                    key=lambda usage: usage.first_taken_at, default=None)
+        value = first.counter_start if first is not None else UNKNOWN_VALUE
+        found[account] = Checkpoint(node_id, account, value, before)
     return found
 
 
