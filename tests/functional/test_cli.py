@@ -20,8 +20,9 @@ import pytest
 from moto import mock_aws
 
 from minutemeter.adapters.dynamo.schema import create_tables
+from minutemeter.adapters.system import TimeoutBudget
 from minutemeter.bootstrap import App, bootstrap
-from minutemeter.cli import COLLECTOR_TIMEOUT_SECONDS, TimeoutBudget
+from minutemeter.cli import COLLECTOR_TIMEOUT_SECONDS
 from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceConfig
 from minutemeter.local.ddb import LOCAL_CREDENTIALS, DynamoDBLocal
 from minutemeter.local.exporter import (

@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from minutemeter.cli_help import (
     COLLECTOR_TIMEOUT_SECONDS,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from minutemeter.bootstrap import App
     from minutemeter.cli_runtime import Runtime
 
-__all__ = [  # and TimeoutBudget, imported on first use (__getattr__ below)
+__all__ = [
     "COLLECTOR_TIMEOUT_SECONDS", "EXIT_DIFFERENCES", "EXIT_DRIFT", "EXIT_ERROR",
     "EXIT_INTERRUPTED", "EXIT_LEASE_HELD", "EXIT_OK", "EXIT_PARTIAL", "EXIT_PIPE_CLOSED",
     "EXIT_USAGE", "main",
@@ -135,15 +135,6 @@ def _configure_logging(verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
-
-
-def __getattr__(name: str) -> Any:
-    """``TimeoutBudget`` on first use, so that ``import minutemeter.cli`` stays light."""
-    if name == "TimeoutBudget":
-        from minutemeter.cli_commands import TimeoutBudget
-
-        return TimeoutBudget
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

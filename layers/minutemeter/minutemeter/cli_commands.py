@@ -11,6 +11,7 @@ import os
 import sys
 
 from minutemeter.adapters.dynamo.state import job_to_dict
+from minutemeter.adapters.system import TimeoutBudget
 from minutemeter.bootstrap import App
 from minutemeter.cli_help import (
     EXIT_DIFFERENCES,
@@ -27,7 +28,7 @@ from minutemeter.domain.money import check_profile, parse_decimal
 from minutemeter.domain.registry import SourceUnreadableError
 from minutemeter.domain.timeutil import parse_rfc3339
 from minutemeter.domain.validation import is_account_id
-from minutemeter.ports import Clock, LedgerFilter
+from minutemeter.ports import LedgerFilter
 from minutemeter.presenters import entry_to_json, source_to_json, status_table
 from minutemeter.progress import ProgressBar
 from minutemeter.remote import reconcile_until_done
@@ -78,18 +79,6 @@ def cmd_sources_enable(app: App, args: argparse.Namespace) -> int:
 def cmd_sources_list(app: App, args: argparse.Namespace) -> int:
     emit(source_documents(app.state, app.clock.now()))
     return EXIT_OK
-
-
-class TimeoutBudget:
-    """:class:`minutemeter.ports.Budget` of ``seconds`` from its creation, measured on the
-    clock's monotonic time (what the Lambda context's remaining time is to the collector)."""
-
-    def __init__(self, clock: Clock, seconds: float) -> None:
-        self._clock = clock
-        self._deadline = clock.monotonic() + seconds
-
-    def remaining_seconds(self) -> float | None:
-        return self._deadline - self._clock.monotonic()
 
 
 def cmd_collect(app: App, args: argparse.Namespace) -> int:

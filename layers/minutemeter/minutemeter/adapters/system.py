@@ -5,7 +5,10 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from minutemeter.ports import Clock
 
 
 class SystemClock:
@@ -32,11 +35,14 @@ class LambdaBudget:
         return float(self._context.get_remaining_time_in_millis()) / 1000.0
 
 
-class MonotonicBudget:
-    """A budget of ``seconds`` from now, measured on the monotonic clock."""
+class TimeoutBudget:
+    """:class:`minutemeter.ports.Budget` of ``seconds`` from its creation, measured on the
+    clock's monotonic time (what the Lambda context's remaining time is to the collector;
+    ``collect --timeout``)."""
 
-    def __init__(self, seconds: float) -> None:
-        self._deadline = time.monotonic() + seconds
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        self._clock = clock
+        self._deadline = clock.monotonic() + seconds
 
     def remaining_seconds(self) -> float | None:
-        return self._deadline - time.monotonic()
+        return self._deadline - self._clock.monotonic()
