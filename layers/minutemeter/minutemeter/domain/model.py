@@ -19,6 +19,12 @@ class ResetPolicy(StrEnum):
     FROM_ZERO = "from-zero"
 
 
+class SourceKind(StrEnum):
+    """How a source's counters are read. Each kind has one adapter, picked in ``bootstrap``."""
+
+    EXPORTER = "exporter"  # our window API (``../shared/spec/exporter-api.md``) over HTTP
+
+
 class ClockGuardAction(StrEnum):
     """What a source does when the clock cannot be trusted to the source's margin."""
 
@@ -66,6 +72,7 @@ class SourceConfig:
     enabled: bool = True
     clock_guard: ClockGuardAction = ClockGuardAction.WIDEN
     clock_margin_ms: int = 1000
+    kind: SourceKind = SourceKind.EXPORTER
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from minutemeter.domain.model import (
     ResetEvent,
     ResetPolicy,
     SourceConfig,
+    SourceKind,
     SyncState,
 )
 from minutemeter.domain.registry import (
@@ -650,6 +651,8 @@ def _source_from_item(item: Item) -> SourceConfig:
         enabled=bool(item.get("enabled", True)),
         clock_guard=ClockGuardAction(item.get("clock_guard", ClockGuardAction.WIDEN.value)),
         clock_margin_ms=_whole(item.get("clock_margin_ms", 1000)),
+        # Sources stored before kinds existed are exporter sources.
+        kind=SourceKind(item.get("kind", SourceKind.EXPORTER.value)),
     )
 
 
