@@ -16,8 +16,8 @@ import pytest
 
 from minutemeter.adapters.ntp import NtplibClient
 from minutemeter.adapters.system import SystemClock
-from minutemeter.domain.drift import DriftStatus
-from minutemeter.domain.ntp_math import Rejection, RejectReason, Sample, assess_reply
+from minutemeter.domain.drift_assessment import DriftStatus
+from minutemeter.domain.ntp_math import NtpSample, Rejection, RejectReason, assess_reply
 from minutemeter.service.drift import DriftReport, run_drift_check
 from tests.support.chrony import (
     Chronyd,
@@ -37,10 +37,10 @@ def chrony_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Ch
         yield servers
 
 
-def sample_of(server: Chronyd) -> Sample:
+def sample_of(server: Chronyd) -> NtpSample:
     client = NtplibClient(SystemClock())
     outcome = assess_reply(client.query(HOST, server.port, timeout=1.0))
-    assert isinstance(outcome, Sample), outcome
+    assert isinstance(outcome, NtpSample), outcome
     return outcome
 
 
@@ -81,7 +81,7 @@ def test_the_shifted_chronyd_is_the_falseticker_among_three(
     v = report.verdict
     assert v.selection.truechimers == (honest_a.address, honest_b.address)
     assert v.selection.falsetickers == (ahead.address,)
-    assert (v.status, v.basis, v.valid_sources, v.falsetickers) == (
+    assert (v.status, v.basis, v.valid_servers, v.falsetickers) == (
         DriftStatus.OK, "quorum", 3, 1)
     assert v.offset is not None and v.bound is not None
     assert abs(v.offset) < FEW_MS and abs(v.offset - 0.0) <= v.bound
@@ -103,7 +103,7 @@ def test_a_silent_server_is_handled_within_the_budget(chrony_servers: list[Chron
     silent = next(s for s in report.servers if s.server == f"{HOST}:{port}")
     assert (silent.status, silent.samples, silent.timeouts) == ("timeout", 0, 3)
     assert report.verdict.timeout_count == 3
-    assert report.verdict.status is DriftStatus.OK and report.verdict.valid_sources == 2
+    assert report.verdict.status is DriftStatus.OK and report.verdict.valid_servers == 2
 
 
 def test_a_sub_second_faketime_shift_makes_chronyd_inconsistent_and_it_is_rejected(

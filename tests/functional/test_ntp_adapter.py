@@ -20,17 +20,18 @@ import pytest
 
 from minutemeter.adapters.ntp import NtplibClient
 from minutemeter.adapters.system import SystemClock
-from minutemeter.domain.drift import DriftStatus, Role
+from minutemeter.domain.drift import Role
+from minutemeter.domain.drift_assessment import DriftStatus
 from minutemeter.domain.ntp_math import (
     KissAction,
     NtpOriginMismatchError,
     NtpReply,
     NtpResolveError,
+    NtpSample,
     NtpTimeoutError,
     NtpTransportError,
     Rejection,
     RejectReason,
-    Sample,
     assess_reply,
     unix_to_ntp,
 )
@@ -54,7 +55,9 @@ def responder() -> Iterator[NtpResponder]:
         yield server
 
 
-def measure(client: NtplibClient, server: NtpResponder, behaviour: Behaviour) -> Sample | Rejection:
+def measure(
+    client: NtplibClient, server: NtpResponder, behaviour: Behaviour
+) -> NtpSample | Rejection:
     server.behaviour = behaviour
     return assess_reply(client.query(LOOPBACK, server.port, timeout=1.0))
 
@@ -65,7 +68,7 @@ def check(**kwargs: object) -> DriftReport:
 
 
 def by_server(report: DriftReport) -> dict[str, dict[str, object]]:
-    return {str(s["server"]): s for s in report.to_dict()["servers"]}  # type: ignore[attr-defined]
+    return {str(s["server"]): s for s in report.to_json()["servers"]}  # type: ignore[attr-defined]
 
 
 # -- the adapter -----------------------------------------------------------------------------------
@@ -73,7 +76,7 @@ def test_a_request_is_ntpv4_client_mode_and_the_reply_measures_the_injected_offs
     client: NtplibClient, responder: NtpResponder
 ) -> None:
     sample = measure(client, responder, Behaviour(offset=0.25))
-    assert isinstance(sample, Sample)
+    assert isinstance(sample, NtpSample)
     assert abs(sample.offset - 0.25) <= sample.error_bound()
     assert abs(sample.offset - 0.25) < 0.005 and 0 <= sample.delay < 0.05
     (request,) = responder.received
@@ -132,7 +135,7 @@ def test_an_asymmetric_path_biases_the_offset_but_the_bound_still_holds_the_trut
     client: NtplibClient, responder: NtpResponder, behaviour: Behaviour, bias: float
 ) -> None:
     sample = measure(client, responder, behaviour)
-    assert isinstance(sample, Sample)
+    assert isinstance(sample, NtpSample)
     assert sample.offset == pytest.approx(bias, abs=0.01)  # half the asymmetry
     assert sample.delay == pytest.approx(0.2, abs=0.02)
     assert abs(sample.offset - 0.0) <= sample.error_bound()  # the true offset is 0
@@ -142,7 +145,7 @@ def test_leap_indicator_1_is_a_valid_sample_that_carries_the_announcement(
     client: NtplibClient, responder: NtpResponder
 ) -> None:
     sample = measure(client, responder, Behaviour(leap=1))
-    assert isinstance(sample, Sample) and sample.leap == 1
+    assert isinstance(sample, NtpSample) and sample.leap == 1
 
 
 def test_a_silent_server_times_out_on_time(client: NtplibClient, responder: NtpResponder) -> None:
@@ -196,7 +199,7 @@ def test_a_wall_clock_step_during_the_exchange_does_not_corrupt_the_delay(
     stepped = NtplibClient(clock)
     sample = assess_reply(stepped.query(LOOPBACK, responder.port, timeout=1.0))
     clock.now()  # the step happens now, after t1 was read; t4 never reads the wall clock
-    assert isinstance(sample, Sample)
+    assert isinstance(sample, NtpSample)
     assert 0 <= sample.delay < 0.05 and abs(sample.offset) < 0.005
 
 
@@ -229,7 +232,7 @@ def test_three_servers_outvote_the_one_that_is_off() -> None:
         report = check(tss=tss.address, ntp=[honest.address, off.address], samples=2)
     v = report.verdict
     assert v.selection.falsetickers == (off.address,)
-    assert (v.status, v.basis, v.valid_sources, v.falsetickers) == (
+    assert (v.status, v.basis, v.valid_servers, v.falsetickers) == (
         DriftStatus.OK, "quorum", 3, 1)
     assert abs(v.offset or 1.0) < 0.005 and abs((v.offset or 1.0) - 0.0) <= (v.bound or 0.0)
     assert by_server(report)[off.address]["status"] == "falseticker"
@@ -245,7 +248,7 @@ def test_a_silent_server_is_handled_within_the_budget() -> None:
     row = by_server(report)[silent.address]
     assert row["status"] == "timeout" and row["samples"] == 0
     assert report.verdict.timeout_count == row["timeouts"] == 2  # a third would overrun
-    assert report.verdict.valid_sources == 1
+    assert report.verdict.valid_servers == 1
 
 
 def test_the_link_local_probe_is_reported_never_used() -> None:
@@ -255,13 +258,13 @@ def test_the_link_local_probe_is_reported_never_used() -> None:
     row = by_server(report)[ll.address]
     assert (row["role"], row["status"]) == ("link-local", "ok")
     assert report.link_local_reachable is True
-    assert report.verdict.status is DriftStatus.OK and report.verdict.valid_sources == 2
+    assert report.verdict.status is DriftStatus.OK and report.verdict.valid_servers == 2
 
 
 def test_the_report_carries_the_cli_contract_fields_in_milliseconds() -> None:
     with NtpResponder(Behaviour(offset=0.02)) as tss, NtpResponder(Behaviour(offset=0.02)) as p:
         report = check(tss=tss.address, ntp=[p.address], samples=2)
-    data = json.loads(report.to_json())
+    data = json.loads(report.to_json_text())
     for row in data["servers"]:
         assert {"server", "role", "address", "offset_ms", "delay_ms", "error_bound_ms", "stratum",
                 "leap", "samples", "status", "reason"} <= row.keys()

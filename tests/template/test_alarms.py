@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from minutemeter.domain.drift import DriftThresholds
+from minutemeter.domain.drift_assessment import DriftThresholds
 from minutemeter.observability import (
     COLLECTOR_METRICS,
     DRIFT_METRICS,
@@ -74,7 +74,7 @@ DRIFT_PARAMETER_DEFAULTS = {
     "DriftCriticalOffsetMs": Settings().drift_critical_offset_ms,
     "DriftCriticalBoundMs": Settings().drift_critical_bound_ms,
     "DriftTssVsNtpMs": Settings().drift_tss_vs_ntp_ms,
-    "DriftMinValidSources": DriftThresholds().min_sources,
+    "DriftMinValidSources": DriftThresholds().min_servers,
 }
 SEARCH = re.compile(
     r"SEARCH\(\s*'\{(?P<schema>[^}]*)\}\s*(?P<terms>[^']*)'\s*,\s*'(?P<stat>\w+)'\s*,\s*"

@@ -14,16 +14,11 @@ import pytest
 from minutemeter.domain.drift import (
     LEAP_SECONDS,
     POOL_MIN_SPACING_SECONDS,
-    DriftStatus,
-    DriftThresholds,
     Interval,
     LeapSecond,
     Role,
     ServerSpec,
-    SourceEstimate,
-    Verdict,
     announced_leap,
-    assess_drift,
     leap_in_window,
     parse_leap_second,
     parse_server,
@@ -32,15 +27,22 @@ from minutemeter.domain.drift import (
     smear_difference,
     with_leap_seconds,
 )
+from minutemeter.domain.drift_assessment import (
+    DriftAssessment,
+    DriftStatus,
+    DriftThresholds,
+    ServerEstimate,
+    assess_drift,
+)
 from minutemeter.domain.errors import InputError
 from minutemeter.domain.ntp_math import (
     NTP_UNIX_DELTA,
     PHI,
     KissAction,
     NtpReply,
+    NtpSample,
     Rejection,
     RejectReason,
-    Sample,
     assess_reply,
     best_sample,
     kiss_action,
@@ -78,7 +80,7 @@ def test_offset_and_delay_from_the_four_timestamps() -> None:
 
 def test_a_reply_becomes_a_sample_with_the_servers_minus_local_sign() -> None:
     sample = assess_reply(reply())
-    assert isinstance(sample, Sample)
+    assert isinstance(sample, NtpSample)
     assert (sample.offset, sample.delay, sample.stratum, sample.leap) == (0.5625, 0.125, 2, 0)
     assert sample.precision == 2.0**-20
 
@@ -93,8 +95,8 @@ def test_ntp_timestamps_convert_across_the_2036_era_boundary() -> None:
 
 
 def test_the_error_bound_adds_every_term() -> None:
-    sample = Sample(offset=0.0, delay=0.25, root_delay=0.125, root_dispersion=0.0625,
-                    precision=2.0**-10, stratum=2, leap=0, t1=BASE)
+    sample = NtpSample(offset=0.0, delay=0.25, root_delay=0.125, root_dispersion=0.0625,
+                       precision=2.0**-10, stratum=2, leap=0, t1=BASE)
     assert sample.error_bound() == 0.125 + 0.0625 + 0.0625 + 2.0**-10
     assert sample.error_bound(age=100.0) == pytest.approx(sample.error_bound() + 100 * PHI)
     assert sample.error_bound(age=-5.0) == sample.error_bound()  # never shrinks
@@ -108,7 +110,7 @@ def test_the_bound_contains_the_truth_whatever_the_path_asymmetry() -> None:
         t3 = t2 + 0.001
         t4 = t3 - true_offset + inbound
         sample = assess_reply(reply(t1, t2, t3, t4))
-        assert isinstance(sample, Sample)
+        assert isinstance(sample, NtpSample)
         assert abs(sample.offset - true_offset) <= sample.error_bound() + 1e-9
 
 
@@ -140,8 +142,8 @@ def test_replies_that_must_not_be_used_are_rejected(
 
 def test_delay_edges_zero_accepted_just_under_a_second_accepted() -> None:
     zero = assess_reply(reply(0.0, 0.5, 0.5, 0.0))
-    assert isinstance(zero, Sample) and zero.delay == 0.0
-    assert isinstance(assess_reply(reply(t4=0.125 + 0.999)), Sample)
+    assert isinstance(zero, NtpSample) and zero.delay == 0.0
+    assert isinstance(assess_reply(reply(t4=0.125 + 0.999)), NtpSample)
 
 
 @pytest.mark.parametrize(
@@ -164,8 +166,8 @@ def test_kiss_codes_are_read_as_ascii_with_nuls_dropped() -> None:
 
 
 def test_the_minimum_delay_sample_is_kept() -> None:
-    def sample(offset: float, delay: float) -> Sample:
-        return Sample(offset, delay, 0.0, 0.0, 0.0, 2, 0, BASE)
+    def sample(offset: float, delay: float) -> NtpSample:
+        return NtpSample(offset, delay, 0.0, 0.0, 0.0, 2, 0, BASE)
 
     slow, fast, tie = sample(0.9, 0.300), sample(0.1, 0.020), sample(0.5, 0.020)
     assert best_sample([slow, fast, tie]) is fast
@@ -288,15 +290,15 @@ def test_a_leap_indicator_announces_a_leap_at_the_end_of_the_month() -> None:
 
 # -- the verdict ----------------------------------------------------------------------------------
 def est(server: str, offset: float, bound: float = 0.0, role: Role = Role.NTP,
-        leap: int = 0) -> SourceEstimate:
-    return SourceEstimate(server, role, offset, bound, leap)
+        leap: int = 0) -> ServerEstimate:
+    return ServerEstimate(server, role, offset, bound, leap)
 
 
-def verdict(*estimates: SourceEstimate, now: datetime = NOW, **kwargs: object) -> Verdict:
+def verdict(*estimates: ServerEstimate, now: datetime = NOW, **kwargs: object) -> DriftAssessment:
     return assess_drift(estimates, now=now, **kwargs)  # type: ignore[arg-type]
 
 
-def codes(v: Verdict) -> set[str]:
+def codes(v: DriftAssessment) -> set[str]:
     return {f.code for f in v.findings}
 
 
@@ -375,26 +377,26 @@ def test_servers_that_disagree_without_tss_leave_the_offset_unknown() -> None:
 
 def test_no_answer_is_unknown() -> None:
     v = verdict(kod_count=2, timeout_count=3)
-    assert (v.status, v.valid_sources, v.kod_count, v.timeout_count) == (
+    assert (v.status, v.valid_servers, v.kod_count, v.timeout_count) == (
         DriftStatus.UNKNOWN, 0, 2, 3)
     assert "no-source" in codes(v)
 
 
-def test_fewer_valid_sources_than_the_minimum_warn() -> None:
+def test_fewer_valid_servers_than_the_minimum_warn() -> None:
     alone = verdict(est("tss", 0.001, 0.002, Role.TSS))
-    assert (alone.status, alone.basis, alone.valid_sources) == (DriftStatus.WARNING, "tss-only", 1)
+    assert (alone.status, alone.basis, alone.valid_servers) == (DriftStatus.WARNING, "tss-only", 1)
     assert "few-sources" in codes(alone)
     pool_only = verdict(est("pool", 0.001, 0.002))
     assert (pool_only.status, pool_only.basis) == (DriftStatus.WARNING, "majority")
     relaxed = verdict(est("tss", 0.001, 0.002, Role.TSS),
-                      thresholds=DriftThresholds(min_sources=1))
+                      thresholds=DriftThresholds(min_servers=1))
     assert relaxed.status is DriftStatus.OK
 
 
 def test_the_link_local_probe_never_counts() -> None:
     v = verdict(est("169.254.169.123", 5.0, 0.001, Role.LINK_LOCAL),
                 est("tss", 0.0, 0.002, Role.TSS), est("pool", 0.0, 0.002))
-    assert (v.status, v.valid_sources, v.selection.truechimers) == (
+    assert (v.status, v.valid_servers, v.selection.truechimers) == (
         DriftStatus.OK, 2, ("tss", "pool"))
     assert verdict(est("169.254.169.123", 0.0, 0.001, Role.LINK_LOCAL)).status is (
         DriftStatus.UNKNOWN)

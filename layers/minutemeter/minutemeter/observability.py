@@ -83,7 +83,7 @@ def drift_metrics(report: DriftReport) -> list[MetricPoint]:
     (the heartbeat and ValidSources alarms speak for a check that learned nothing)."""
     verdict = report.verdict
     values: dict[str, float] = {
-        "ValidSources": verdict.valid_sources,
+        "ValidSources": verdict.valid_servers,
         "Falsetickers": verdict.falsetickers,
         "KissOfDeath": verdict.kod_count,
         "NtpTimeouts": verdict.timeout_count,

@@ -42,7 +42,7 @@ _TRANSMIT = slice(40, 48)  # transmit timestamp in our request
 
 
 class NtplibClient:
-    """``minutemeter.service.drift.NtpClient`` over UDP; reads time only through ``clock``."""
+    """``minutemeter.ports.NtpClient`` over UDP; reads time only through ``clock``."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock

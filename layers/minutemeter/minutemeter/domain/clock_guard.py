@@ -18,8 +18,8 @@ from minutemeter.domain.model import ClockGuardAction, ClockVerdict, SourceConfi
 
 
 @dataclass(frozen=True)
-class GuardPolicy:
-    """Process-wide settings of the guard."""
+class ClockGuardPolicy:
+    """Process-wide settings of the clock guard."""
 
     required: bool  # False: no verdict at all means no guard (a local run without drift checks)
     max_age: timedelta  # an older verdict is not trusted
@@ -27,8 +27,9 @@ class GuardPolicy:
 
 
 @dataclass(frozen=True)
-class GuardDecision:
-    """``extra_lag``: added to the source's lag; ``pause``: bill nothing this run."""
+class ClockGuardDecision:
+    """What the clock guard decided for one collector run: ``extra_lag`` is added to the
+    source's lag; ``pause``: bill nothing this run."""
 
     action: str  # "none", "widen" or "pause"
     extra_lag: timedelta
@@ -53,12 +54,14 @@ def clock_error_ms(verdict: ClockVerdict) -> Decimal:
     return abs(verdict.offset_ms) + verdict.bound_ms
 
 
-def decide(
-    source: SourceConfig, verdict: ClockVerdict | None, now: datetime, policy: GuardPolicy
-) -> GuardDecision:
+def decide_clock_guard(
+    source: SourceConfig, verdict: ClockVerdict | None, now: datetime, policy: ClockGuardPolicy
+) -> ClockGuardDecision:
     """What the collector must do about its clock before planning the window."""
     if verdict is None and not policy.required:
-        return GuardDecision("none", timedelta(0), None, "no drift verdict; guard not required")
+        return ClockGuardDecision(
+            "none", timedelta(0), None, "no drift verdict; guard not required"
+        )
     if verdict is None or now - verdict.measured_at > policy.max_age or verdict.status in {
         "unknown",
         "",
@@ -70,16 +73,18 @@ def decide(
         return _act(source, error_ms, f"{why}; assuming {error_ms} ms of clock error")
     error_ms = clock_error_ms(verdict)
     if error_ms <= source.clock_margin_ms:
-        return GuardDecision("none", timedelta(0), error_ms, "clock within the source's margin")
+        return ClockGuardDecision(
+            "none", timedelta(0), error_ms, "clock within the source's margin"
+        )
     return _act(source, error_ms, f"clock error {error_ms} ms exceeds margin "
                                   f"{source.clock_margin_ms} ms")
 
 
-def _act(source: SourceConfig, error_ms: Decimal, reason: str) -> GuardDecision:
+def _act(source: SourceConfig, error_ms: Decimal, reason: str) -> ClockGuardDecision:
     if source.clock_guard is ClockGuardAction.PAUSE:
-        return GuardDecision("pause", timedelta(0), error_ms, reason)
+        return ClockGuardDecision("pause", timedelta(0), error_ms, reason)
     seconds = math.ceil(error_ms / 1000)
-    return GuardDecision("widen", timedelta(seconds=seconds), error_ms, reason)
+    return ClockGuardDecision("widen", timedelta(seconds=seconds), error_ms, reason)
 
 
 def takeover_margin_seconds(base_margin: float, verdict: ClockVerdict | None) -> float:

@@ -138,9 +138,10 @@ class Rejection:
 
 
 @dataclass(frozen=True)
-class Sample:
-    """A valid measurement. Seconds; ``precision`` is the server's, already ``2**p`` seconds;
-    ``t1`` the local Unix time at which it was taken."""
+class NtpSample:
+    """A valid measurement of the local clock against one NTP server. Seconds; ``precision`` is
+    the server's, already ``2**p`` seconds; ``t1`` the local Unix time at which it was taken.
+    (Not the billing domain's counter :class:`minutemeter.domain.model.Sample`.)"""
 
     offset: float
     delay: float
@@ -206,9 +207,9 @@ def kiss_action(code: str) -> KissAction:
     return KissAction.DISCARD
 
 
-def assess_reply(reply: NtpReply) -> Sample | Rejection:
+def assess_reply(reply: NtpReply) -> NtpSample | Rejection:
     """Check a reply (the adapter already checked that its origin echoes our request) and turn
-    it into a :class:`Sample`, or say why it must not be used.
+    it into a :class:`NtpSample`, or say why it must not be used.
 
     In order: mode 4 (server) only; version 1..4; stratum 0 is a Kiss-o'-Death carrying its
     code; leap indicator 3 or stratum 16 and above is an unsynchronised server; a zero receive or
@@ -234,7 +235,7 @@ def assess_reply(reply: NtpReply) -> Sample | Rejection:
     offset, delay = offset_and_delay(reply.t1, t2, t3, reply.t4)
     if not (0.0 <= delay < MAX_DELAY_SECONDS) or not math.isfinite(offset):
         return Rejection(RejectReason.BAD_DELAY, f"delay {delay * 1000:.3f} ms not in [0, 1000)")
-    return Sample(
+    return NtpSample(
         offset=offset,
         delay=delay,
         root_delay=reply.root_delay,
@@ -246,10 +247,10 @@ def assess_reply(reply: NtpReply) -> Sample | Rejection:
     )
 
 
-def best_sample(samples: Iterable[Sample]) -> Sample | None:
+def best_sample(samples: Iterable[NtpSample]) -> NtpSample | None:
     """The sample with the smallest delay (the least asymmetry can hide in it); ``None`` when
     there is none. Ties go to the earliest."""
-    best: Sample | None = None
+    best: NtpSample | None = None
     for sample in samples:
         if best is None or sample.delay < best.delay:
             best = sample
