@@ -21,9 +21,11 @@ from minutemeter.adapters.dynamo.ledger import (
     DynamoLedgerStore,
     _plan_to_item,
     entry_key,
+    marks_to_item,
     quota_key,
 )
 from minutemeter.domain.ids import entry_ref
+from minutemeter.domain.marks import Marks
 from minutemeter.domain.model import BucketRef, LedgerEntry, QuotaPlan, QuotaState
 from minutemeter.domain.timeutil import format_instant
 
@@ -37,20 +39,29 @@ class LoaderLedger(DynamoLedgerStore):
         self._quotas: dict[tuple[str, str], QuotaState] = {}
         self._written: set[tuple[str, str]] = set()
 
-    def get_quota(self, account_id: str, month: str) -> QuotaState:
+    def get_quota(self, account_id: str, month: str, *, consistent: bool = True) -> QuotaState:
         with self._lock:
             return self._quotas.get((account_id, month)) or QuotaState(account_id, month)
 
-    def reserve_quota(self, plan: QuotaPlan, *, expected_version: int, new_used: int) -> None:
+    def reserve_quota(
+        self,
+        plan: QuotaPlan,
+        *,
+        expected_version: int,
+        new_used: int,
+        marks: Marks | None = None,
+    ) -> None:
         key = (plan.account_id, plan.month)
         with self._lock:
             current = self._quotas.get(key)
             if (current.version if current else 0) != expected_version:
                 raise AssertionError("the loader is the only writer of a fresh table")
             self._quotas[key] = QuotaState(plan.account_id, plan.month, new_used,
-                                           expected_version + 1, plan)
+                                           expected_version + 1, plan, marks=marks)
 
-    def existing_buckets(self, refs: Sequence[BucketRef]) -> set[BucketRef]:
+    def existing_buckets(
+        self, refs: Sequence[BucketRef], *, consistent: bool = True
+    ) -> set[BucketRef]:
         with self._lock:
             return {r for r in refs if _key(r) in self._written}
 
@@ -72,6 +83,7 @@ class LoaderLedger(DynamoLedgerStore):
                 "pending": _plan_to_item(quota.pending),
                 "account_id": account_id,
                 "updated_at": format_instant(quota.pending.collected_at),
+                **({} if quota.marks is None else {"marks": marks_to_item(quota.marks)}),
             })
         self.table.batch_put(items)
         return len(items)

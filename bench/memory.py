@@ -41,15 +41,16 @@ import yaml  # type: ignore[import-untyped]  # no stubs in the dev tools
 from bench.ledger_loader import LoaderLedger
 from minutemeter.adapters.dynamo.base import CapacityMeter, DynamoTable
 from minutemeter.adapters.dynamo.schema import create_tables
-from minutemeter.adapters.dynamo.state import DynamoStateStore
+from minutemeter.adapters.dynamo.state import dynamo_state_stores
 from minutemeter.adapters.exporter_http import HttpExporter
+from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.adapters.system import SystemClock
-from minutemeter.domain.model import JobStatus
+from minutemeter.domain.model import JobStatus, SourceKind
 from minutemeter.domain.timeutil import floor_minute, format_second
 from minutemeter.local import exporter as sample_exporter
 from minutemeter.local.ddb import ENV_DDB_LOCAL_DIR, LOCAL_CREDENTIALS, DynamoDBLocal, find_jar
 from minutemeter.local.exporter import SampleExporter, SyntheticCounters, account_ids
-from minutemeter.service.collect import CollectDeps, collect_source
+from minutemeter.service.collect import BillingDeps, collect_source
 from minutemeter.service.sources import SourceChanges, put_source
 from minutemeter.settings import ENV_LEDGER_TABLE, ENV_STATE_TABLE, Settings
 
@@ -122,7 +123,7 @@ def say(message: str) -> None:
 
 
 @contextmanager
-def _tables(client: Any) -> Iterator[tuple[str, str]]:
+def tables(client: Any) -> Iterator[tuple[str, str]]:
     """Fresh ledger and state tables, dropped afterwards (DynamoDB Local keeps all in memory)."""
     suffix = uuid.uuid4().hex[:8]
     ledger, state = f"mem-ledger-{suffix}", f"mem-state-{suffix}"
@@ -134,7 +135,7 @@ def _tables(client: Any) -> Iterator[tuple[str, str]]:
             client.delete_table(TableName=name)
 
 
-def _run_child(env: dict[str, str], command: list[str]) -> dict[str, Any]:
+def run_child(env: dict[str, str], command: list[str]) -> dict[str, Any]:
     """One measured process: the child's report plus the CLI's JSON document."""
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as scratch:
         report_path = Path(scratch) / "report.json"
@@ -179,9 +180,17 @@ def load_history(client: Any, ledger: str, state: str, source_id: str) -> dict[s
     """Bill the source's whole due window into ``ledger`` (see bench/ledger_loader.py)."""
     meter = CapacityMeter()
     loader = LoaderLedger(DynamoTable(client, ledger, meter))
-    deps = CollectDeps(Settings(ledger_table=ledger, state_table=state), SystemClock(),
-                       HttpExporter(timeout_seconds=30, retries=0), loader,
-                       DynamoStateStore(DynamoTable(client, state, meter)))
+    stores = dynamo_state_stores(DynamoTable(client, state, meter))
+    deps = BillingDeps(
+        settings=Settings(ledger_table=ledger, state_table=state),
+        clock=SystemClock(),
+        readers={SourceKind.EXPORTER: ExporterReader(HttpExporter(timeout_seconds=30,
+                                                                  retries=0))},
+        ledger=loader,
+        sources=stores.sources, sync=stores.sync, checkpoints=stores.checkpoints,
+        profiles=stores.profiles, records=stores.records, reconciles=stores.reconciles,
+        verdicts=stores.verdicts,
+    )
     started = time.perf_counter()
     job = collect_source(deps, source_id)
     if job.status is not JobStatus.OK:
@@ -205,13 +214,13 @@ def measure_case(
     counters = SyntheticCounters(account_ids(case.accounts), start, interval=SNAPSHOT_INTERVAL,
                                  end=until)
     source_id = f"mem-{case.name.replace('_', '-')}"
-    with _tables(client) as (ledger, state), SampleExporter(
+    with tables(client) as (ledger, state), SampleExporter(
         counters, page_size=page_size
     ) as exporter:
         env = {**os.environ, **LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL_DYNAMODB": ddb.endpoint,
                ENV_LEDGER_TABLE: ledger, ENV_STATE_TABLE: state}
-        states = DynamoStateStore(DynamoTable(client, state))
-        put_source(states, source_id, SourceChanges(
+        states = dynamo_state_stores(DynamoTable(client, state))
+        put_source(states.sources, states.sync, source_id, SourceChanges(
             url=exporter.url, start=start, lag_seconds=LAG_SECONDS,
             max_window_seconds=case.minutes * 60,
         ), now)
@@ -228,14 +237,14 @@ def measure_case(
                 f"{result['setup']['seconds']:.1f} s")
         else:
             say(f"{case.name}: collector run over {case.minutes} min, {case.accounts:,} accounts")
-            collect = _run_child(env, ["collect", source_id])
+            collect = run_child(env, ["collect", source_id])
             if collect["exit_status"] != 0:
                 raise RuntimeError(f"{case.name}: collect failed: {collect['cli_output']}")
             say(f"{case.name}: collect done in {collect['seconds']:.1f} s, "
                 f"peak RSS {collect['peak_rss_kib'] / KIB_PER_MB:.0f} MB")
             return {**result, **_summary(collect, memory_mb)}
         say(f"{case.name}: dry-run reconcile of [{format_second(start)}, {format_second(until)})")
-        report = _run_child(env, ["reconcile", source_id, "--since", format_second(start),
+        report = run_child(env, ["reconcile", source_id, "--since", format_second(start),
                                   "--until", format_second(until), "--dry-run"])
         if report["exit_status"] not in (0, 5):  # 5: differences (there should be none)
             raise RuntimeError(f"{case.name}: reconcile failed: {report['cli_output']}")

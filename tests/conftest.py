@@ -13,7 +13,7 @@ from moto import mock_aws
 from minutemeter.local.ddb import DynamoDBLocal
 from minutemeter.settings import Settings
 from tests.support.backends import Backend, dynamo_backend
-from tests.support.fakes import FakeLedgerStore, FakeStateStore
+from tests.support.fakes import FakeLedgerStore, fake_state_stores
 
 # Nothing in the tests may reach AWS: fake credentials, a fixed region, no endpoint from the host.
 for _name in list(os.environ):
@@ -55,7 +55,7 @@ def dynamo(request: pytest.FixtureRequest) -> Backend:
 
 def _backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "fake":
-        return Backend("fake", FakeLedgerStore(), FakeStateStore(), Settings())
+        return Backend("fake", FakeLedgerStore(), fake_state_stores(), Settings())
     if request.param == "moto":
         client = request.getfixturevalue("moto_client")
     else:

@@ -32,7 +32,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from minutemeter.adapters.system import LambdaBudget
-from minutemeter.bootstrap import App, bootstrap
+from minutemeter.bootstrap import App, warm_app
 from minutemeter.domain.errors import (
     InputError,
     LeaseHeldError,
@@ -61,7 +61,7 @@ RECENT = 10  # jobs and reconciles shown by GET /sources/{id}
 
 logger = Logger()
 resolver = LambdaFunctionUrlResolver(serializer=dumps)
-_app: App | None = None
+_app: App | None = None  # wired by the first invocation: bootstrap.warm_app
 
 
 class PayloadTooLargeError(InputError):
@@ -84,13 +84,6 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     StoreError: (503, "store_unavailable"),
     SourceUnreadableError: (500, "internal_error"),  # the stored record: `sources put` fixes it
 }
-
-
-def _get_app() -> App:
-    global _app
-    if _app is None:
-        _app = bootstrap()
-    return _app
 
 
 # -- parsing (pure) -----------------------------------------------------------------------------
@@ -196,7 +189,7 @@ def post_reconcile() -> Response[Any]:
     request = parse_reconcile_request(event.body, event.raw_event.get("isBase64Encoded"),
                                       principal)
     logger.append_keys(source_id=request.source_id, requested_by=principal)
-    result = reconcile(_get_app().collect_deps, request,
+    result = reconcile(warm_app(globals()).billing_deps, request,
                        budget=LambdaBudget(resolver.lambda_context))
     document = result.to_json()
     logger.info("reconcile finished", extra={
@@ -207,7 +200,7 @@ def post_reconcile() -> Response[Any]:
 
 @resolver.get("/sources")
 def get_sources() -> Response[Any]:
-    app = _get_app()
+    app = warm_app(globals())
     return _json(HTTPStatus.OK, {"sources": source_documents(app.state, app.clock.now())})
 
 
@@ -217,21 +210,21 @@ def get_source(source_id: str) -> Response[Any]:
         check_source_id(source_id)
     except InputError:
         raise SourceNotFoundError(shorten(source_id, MAX_ECHO)) from None  # never registrable
-    app = _get_app()
-    source = app.state.get_source(source_id)
+    app = warm_app(globals())
+    source = app.state.sources.get_source(source_id)
     return _json(HTTPStatus.OK, source_document(app.state, source, app.clock.now(),
                                                 jobs=RECENT, reconciles=RECENT))
 
 
 @resolver.get("/status")
 def get_status() -> Response[Any]:
-    app = _get_app()
+    app = warm_app(globals())
     return _json(HTTPStatus.OK, status_document(app.state, app.clock.now()))
 
 
 @resolver.get("/healthz")
 def get_healthz() -> Response[Any]:
-    app = _get_app()
+    app = warm_app(globals())
     report = check_health(app.state, app.ledger, app.settings, app.clock.now())
     if not report.ok:
         logger.warning("unhealthy", extra={"failing": report.document["failing"]})

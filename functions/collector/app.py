@@ -13,9 +13,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from minutemeter.adapters.dynamo.state import job_to_dict
+from minutemeter.adapters.dynamo.state.items import job_to_dict
 from minutemeter.adapters.system import LambdaBudget
-from minutemeter.bootstrap import App, bootstrap
+from minutemeter.bootstrap import App, warm_app
 from minutemeter.domain.errors import InputError
 from minutemeter.domain.model import JobStatus
 from minutemeter.observability import NAMESPACE, SOURCE_DIMENSION, collector_metrics
@@ -23,18 +23,11 @@ from minutemeter.service.collect import collect_source
 
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
-_app: App | None = None
+_app: App | None = None  # wired by the first invocation: bootstrap.warm_app
 
 
 class CollectFailedError(RuntimeError):
     """The run ended in ``error``; the job result has been recorded."""
-
-
-def _get_app() -> App:
-    global _app
-    if _app is None:
-        _app = bootstrap()
-    return _app
 
 
 def parse_event(event: Any) -> tuple[str, str | None]:
@@ -54,7 +47,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     source_id, scheduled_time = parse_event(event)
     logger.append_keys(source_id=source_id, scheduled_time=scheduled_time)
     logger.set_correlation_id(f"{source_id}@{scheduled_time or 'manual'}")
-    job = collect_source(_get_app().collect_deps, source_id, LambdaBudget(context))
+    job = collect_source(warm_app(globals()).billing_deps, source_id, LambdaBudget(context))
     result = job_to_dict(job)
     logger.info("collector run finished", extra={"job": result})
     metrics.add_dimension(name=SOURCE_DIMENSION, value=source_id)

@@ -15,29 +15,22 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from minutemeter.adapters.ntp import NtplibClient
-from minutemeter.bootstrap import App, bootstrap
+from minutemeter.bootstrap import App, warm_app
 from minutemeter.observability import NAMESPACE, drift_metrics
 from minutemeter.service.clock import check_clock
 
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
-_app: App | None = None
-
-
-def _get_app() -> App:
-    global _app
-    if _app is None:
-        _app = bootstrap()
-    return _app
+_app: App | None = None  # wired by the first invocation: bootstrap.warm_app
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    app = _get_app()
+    app = warm_app(globals())
     report = check_clock(app.settings, app.clock, NtplibClient(app.clock), time.sleep,
-                         state=app.state)
-    document = report.to_dict()
+                         verdicts=app.state.verdicts)
+    document = report.to_json()
     logger.info("drift check finished", extra={"verdict": document["verdict"]})
     for point in drift_metrics(report):
         metrics.add_metric(name=point.name, unit=MetricUnit(point.unit), value=point.value)

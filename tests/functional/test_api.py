@@ -150,9 +150,9 @@ def exporter() -> Iterator[SampleExporter]:
 def _bill(app: App, exporter: SampleExporter) -> SourceConfig:
     """GIVEN source "demo", billed by the collector up to its watermark 10:49."""
     source = SourceConfig("demo", exporter.url, T0 + timedelta(minutes=1), max_window_seconds=3600)
-    app.state.put_source(source)
-    run_until_caught_up(replace(app.collect_deps, clock=FakeClock(BILLED_AT)), "demo")
-    assert app.state.get_state("demo").last_completed_until == T0 + timedelta(minutes=49)
+    app.state.sources.put_source(source)
+    run_until_caught_up(replace(app.billing_deps, clock=FakeClock(BILLED_AT)), "demo")
+    assert app.state.sync.get_state("demo").last_completed_until == T0 + timedelta(minutes=49)
     return source
 
 
@@ -203,7 +203,7 @@ def test_each_event_gets_its_documented_answer(
     handler: ModuleType, ops: App, billed: SourceConfig
 ) -> None:
     for name in sorted(EXPECTED):  # one billed table for all (billing takes a second on moto)
-        audited = len(ops.state.list_reconciles("demo", 100))
+        audited = len(ops.state.reconciles.list_reconciles("demo", 100))
 
         status, headers, body = _invoke(handler, _event(name))
 
@@ -215,7 +215,7 @@ def test_each_event_gets_its_documented_answer(
             assert body["error"]["type"] == error_type and body["error"]["message"], name
         _response_schema(_event(name), status).validate(body)
         if name.startswith("api-reconcile"):  # a refusal runs, records and writes nothing
-            recorded = len(ops.state.list_reconciles("demo", 100)) - audited
+            recorded = len(ops.state.reconciles.list_reconciles("demo", 100)) - audited
             assert recorded == (1 if status == 200 else 0), name
     # the history has not changed: nothing to correct
     assert not [e for e in ops.ledger.export(LedgerFilter(source_id="demo"))
@@ -250,7 +250,7 @@ def test_dry_run_then_confirm_records_the_signing_principal(
     assert len(corrections) == confirmed["corrections_written"]
     assert {c.correction.reconcile_id for c in corrections if c.correction} == {
         confirmed["reconcile_id"]}
-    audit = ops.state.list_reconciles("demo", 10)
+    audit = ops.state.reconciles.list_reconciles("demo", 10)
     assert [(r["requested_by"], r["dry_run"], r["status"]) for r in audit] == [
         (USER_ARN, True, "ok"), (ROLE_ARN, False, "corrected"),
         (USER_ARN, True, "differences"), (USER_ARN, True, "ok"),
@@ -271,7 +271,7 @@ def test_the_principal_comes_from_the_request_context_never_the_body(
     assert by_caller["requested_by"] == "AIDACKCEVSQ6C2EXAMPLE"
     assert by_account["requested_by"] == "111122223333"
     assert status == 400 and "requested_by" in refused["error"]["message"]
-    assert {r["requested_by"] for r in ops.state.list_reconciles("demo", 10)} == {
+    assert {r["requested_by"] for r in ops.state.reconciles.list_reconciles("demo", 10)} == {
         "AIDACKCEVSQ6C2EXAMPLE", "111122223333"}
 
 
@@ -290,8 +290,8 @@ class JumpingClock(SystemClock):
 def test_a_confirm_on_a_busy_source_is_409_and_writes_nothing(
     handler: ModuleType, ops: App, billed: SourceConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = ops.state.acquire_lease("demo", "collector-run", now=datetime.now(UTC),
-                                   lease_seconds=60, margin_seconds=2)
+    held = ops.state.sync.acquire_lease("demo", "collector-run", now=datetime.now(UTC),
+                                        lease_seconds=60, margin_seconds=2)
     monkeypatch.setattr(handler, "_app", replace(ops, clock=JumpingClock()))
     monkeypatch.setattr("minutemeter.service.reconcile.LEASE_WAIT_SECONDS", 1.0)
 
@@ -299,9 +299,9 @@ def test_a_confirm_on_a_busy_source_is_409_and_writes_nothing(
 
     assert status == 409 and body["error"]["type"] == "source_busy"
     assert "collector-run" in body["error"]["message"]
-    assert ops.state.get_lease("demo") == held
+    assert ops.state.sync.get_lease("demo") == held
     # the attempt is on record (who, when, window), with nothing corrected
-    (record,) = ops.state.list_reconciles("demo", 5)
+    (record,) = ops.state.reconciles.list_reconciles("demo", 5)
     assert record["status"] == "busy" and record["corrections_written"] == 0
     assert str(record["requested_by"]).startswith("arn:aws:")
 
@@ -321,9 +321,9 @@ def test_a_source_shows_config_state_last_job_health_lease_and_history(
     handler: ModuleType, ops: App, billed: SourceConfig
 ) -> None:
     secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:minutemeter/demo-AbCdEf"
-    ops.state.put_source(replace(billed, token_secret=secret, lag_seconds=90))
-    ops.state.acquire_lease("demo", "collector-run", now=datetime.now(UTC), lease_seconds=60,
-                            margin_seconds=2)
+    ops.state.sources.put_source(replace(billed, token_secret=secret, lag_seconds=90))
+    ops.state.sync.acquire_lease("demo", "collector-run", now=datetime.now(UTC), lease_seconds=60,
+                                 margin_seconds=2)
     _invoke(handler, _event("api-reconcile-dry-run"))
 
     status, _, source = _invoke(handler, _event("api-source"))
@@ -337,7 +337,7 @@ def test_a_source_shows_config_state_last_job_health_lease_and_history(
     assert source["health"]["status"] == "healthy"
     assert source["lease"]["holder"] == "collector-run"
     assert [j["job_id"] for j in source["recent_jobs"]] == [
-        j["job_id"] for j in ops.state.list_jobs("demo", 10)]
+        j["job_id"] for j in ops.state.sync.list_jobs("demo", 10)]
     assert [r["requested_by"] for r in source["recent_reconciles"]] == [USER_ARN]
     _, _, listing = _invoke(handler, _event("api-sources"))
     assert [s["source_id"] for s in listing["sources"]] == ["demo"]
@@ -357,10 +357,10 @@ def test_healthz_passes_fails_on_an_old_verdict_and_on_a_stale_source(
 ) -> None:
     now = datetime.now(UTC)
     verdict = ClockVerdict(now - timedelta(seconds=60), "ok", Decimal("0.4"), Decimal("2.5"), 3)
-    ops.state.put_clock_verdict(verdict)
+    ops.state.verdicts.put_clock_verdict(verdict)
     start = now.replace(second=0, microsecond=0) + timedelta(hours=1)  # not due yet
-    ops.state.put_source(SourceConfig("later", "http://127.0.0.1:9", start))
-    ops.state.put_source(SourceConfig("off", "http://127.0.0.1:9", T0, enabled=False))
+    ops.state.sources.put_source(SourceConfig("later", "http://127.0.0.1:9", start))
+    ops.state.sources.put_source(SourceConfig("off", "http://127.0.0.1:9", T0, enabled=False))
 
     status, healthy = _healthz(handler)
     assert status == 200 and healthy["ok"] is True and healthy["failing"] == []
@@ -369,16 +369,16 @@ def test_healthz_passes_fails_on_an_old_verdict_and_on_a_stale_source(
     assert healthy["checks"]["sources"] == {"ok": True, "checked": 1, "disabled": ["off"],
                                             "stale": []}
 
-    ops.state.put_clock_verdict(replace(verdict, measured_at=now - timedelta(seconds=901)))
+    ops.state.verdicts.put_clock_verdict(replace(verdict, measured_at=now - timedelta(seconds=901)))
     status, old = _healthz(handler)
     assert status == 503 and old["failing"] == ["clock_verdict"]
 
     # a source 16 minutes behind with lag 60 and max window 5 min: limit 60 + 900 s
-    ops.state.put_clock_verdict(verdict)
+    ops.state.verdicts.put_clock_verdict(verdict)
     behind = now.replace(second=0, microsecond=0) - timedelta(minutes=17)
     stale = SourceConfig("behind", "http://127.0.0.1:9", behind, max_window_seconds=300)
     assert stale_limit_seconds(stale) == 960
-    ops.state.put_source(stale)
+    ops.state.sources.put_source(stale)
     status, lagging = _healthz(handler)
     assert status == 503 and lagging["failing"] == ["sources"]
     (entry,) = lagging["checks"]["sources"]["stale"]
@@ -452,7 +452,7 @@ def test_reconcile_and_status_through_dynamodb_local(
     assert dry["status"] == "differences" and confirmed["status"] == "corrected"
     assert confirmed["corrections_written"] == dry["difference_count"] > 0
     assert [s["source_id"] for s in status_doc["sources"]] == ["demo"]
-    assert [r["requested_by"] for r in app.state.list_reconciles("demo", 5)] == [
+    assert [r["requested_by"] for r in app.state.reconciles.list_reconciles("demo", 5)] == [
         ROLE_ARN, USER_ARN]
 
 
@@ -546,7 +546,7 @@ def test_the_cli_client_talks_to_the_handler_through_a_signed_url(
     assert source["source_id"] == "demo" and source["recent_reconciles"][0]["dry_run"] is True
     assert health_status == 503 and "clock_verdict" in health["failing"]
     assert refused.value.status == 422 and refused.value.error_type == "invalid_window"
-    assert [r["requested_by"] for r in ops.state.list_reconciles("demo", 5)] == [
+    assert [r["requested_by"] for r in ops.state.reconciles.list_reconciles("demo", 5)] == [
         f"{USER_ARN}-via-url"]
 
 
@@ -679,7 +679,7 @@ def test_a_hand_made_event_of_the_wrong_shape_is_a_400(
     assert status == 400 and headers["Content-Type"] == "application/json"
     assert body["error"]["type"] == "malformed_request" and body["error"]["message"]
     _schema("Error").validate(body)
-    assert ops.state.list_reconciles("demo", 5) == []
+    assert ops.state.reconciles.list_reconciles("demo", 5) == []
 
 
 def test_an_event_that_is_not_an_object_is_a_400(handler: ModuleType) -> None:

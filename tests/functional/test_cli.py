@@ -23,7 +23,7 @@ from minutemeter.adapters.dynamo.schema import create_tables
 from minutemeter.adapters.system import TimeoutBudget
 from minutemeter.bootstrap import App, bootstrap
 from minutemeter.cli import COLLECTOR_TIMEOUT_SECONDS
-from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceConfig
+from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceConfig, SourceKind
 from minutemeter.local.ddb import LOCAL_CREDENTIALS, DynamoDBLocal
 from minutemeter.local.exporter import (
     SampleExporter,
@@ -118,6 +118,7 @@ ALL_OPTIONS = [
     "--reset-policy", "from-zero", "--lease-seconds", "30",
     "--token-secret", "arn:aws:secretsmanager:us-east-1:123456789012:secret:tok-AbCdEf",
     "--clock-tolerance", "600", "--clock-guard", "pause", "--clock-margin-ms", "250",
+    "--kind", "exporter",
 ]
 
 
@@ -139,8 +140,9 @@ def test_sources_put_with_every_option(cli: Cli) -> None:
         "enabled": True,
         "clock_guard": "pause",
         "clock_margin_ms": 250,
+        "kind": "exporter",
     }
-    assert cli.app.state.get_source("s1") == SourceConfig(
+    assert cli.app.state.sources.get_source("s1") == SourceConfig(
         source_id="s1", url="http://127.0.0.1:8080/base", start=T0 + timedelta(minutes=3),
         node_id="node-7", env="staging", lag_seconds=120, max_window_seconds=900,
         reset_policy=ResetPolicy.FROM_ZERO, lease_seconds=30,
@@ -168,7 +170,7 @@ def test_a_new_source_gets_defaults_and_starts_at_the_next_minute(cli: Cli) -> N
         "start": "2026-11-22T10:41:00Z", "lag_seconds": 60, "max_window_seconds": 3600,
         "reset_policy": "skip", "lease_seconds": 60, "token_secret": None,
         "clock_tolerance_seconds": None, "enabled": True, "clock_guard": "widen",
-        "clock_margin_ms": 1000,
+        "clock_margin_ms": 1000, "kind": "exporter",
     }
 
 
@@ -216,6 +218,7 @@ def _fresh_state() -> dict[str, Any]:
     "argv",
     [
         ["sources", "put", "s1", "--url", "http://127.0.0.1:1", "--reset-policy", "nope"],
+        ["sources", "put", "s1", "--url", "http://127.0.0.1:1", "--kind", "prometheus"],
         ["sources", "put", "s1", "--url", "http://127.0.0.1:1", "--lag", "1.5"],
         ["sources", "put", "--url", "http://127.0.0.1:1"],
         ["sources"],
@@ -227,7 +230,7 @@ def test_argparse_errors_exit_2(cli: Cli, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         cli.run(*argv)
     assert caught.value.code == 2
-    assert cli.app.state.list_sources() == []
+    assert cli.app.state.sources.list_sources() == []
 
 
 def test_sources_list_shows_sync_state(cli: Cli, counters_exporter: SampleExporter) -> None:
@@ -245,6 +248,32 @@ def test_sources_list_shows_sync_state(cli: Cli, counters_exporter: SampleExport
     assert listed["s1"]["baseline_taken_at"] is not None
     assert listed["s2"]["last_completed_until"] is None
     assert listed["s2"]["last_job"] is None
+
+
+def test_the_kind_defaults_to_exporter_and_is_shown_wherever_sources_are(cli: Cli) -> None:
+    created = cli.json("sources", "put", "s1", "--url", "http://127.0.0.1:9")
+    explicit = cli.json("sources", "put", "s2", "--url", "http://127.0.0.1:9", "--kind",
+                        "exporter")
+
+    assert created["kind"] == explicit["kind"] == "exporter"
+    assert [d["kind"] for d in cli.json("sources", "list")] == ["exporter", "exporter"]
+    assert cli.json("status", "s1")["kind"] == "exporter"
+    assert [d["kind"] for d in cli.json("status")] == ["exporter", "exporter"]
+    assert cli.app.state.sources.get_source("s1").kind is SourceKind.EXPORTER
+
+
+def test_an_unknown_kind_is_one_line_and_exit_2(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.run("sources", "put", "s1", "--url", "http://127.0.0.1:9", "--kind", "prometheus")
+    err = capsys.readouterr().err
+
+    assert caught.value.code == 2
+    assert err.startswith("minutemeter sources put: error: argument --kind: invalid choice: "
+                          "'prometheus'") and err.count("\n") == 1
+    assert "exporter" in err
+    assert cli.json("sources", "list") == []
 
 
 # -- collect ----------------------------------------------------------------------------------
@@ -285,7 +314,7 @@ def test_collect_timeout_out_of_range_exits_2(cli: Cli, value: str) -> None:
     code, out = cli.run("collect", "s1", "--timeout", value)
     assert (code, out) == (2, "")
     assert cli.err.startswith("minutemeter: --timeout") and cli.err.count("\n") == 1
-    assert cli.app.state.list_jobs("s1", 5) == []  # no run was started
+    assert cli.app.state.sync.list_jobs("s1", 5) == []  # no run was started
 
 
 def test_collect_runs_within_its_timeout(
@@ -563,7 +592,7 @@ def test_profiles_put_applies_to_later_entries_only(
 def test_profiles_put_bad_values_exit_2(cli: Cli, options: list[str]) -> None:
     code, out = cli.run("profiles", "put", ACCOUNTS[0], *options)
     assert (code, out) == (2, "")
-    assert cli.app.state.get_profiles([ACCOUNTS[0]]) == {}
+    assert cli.app.state.profiles.get_profiles([ACCOUNTS[0]]) == {}
 
 
 # -- the real console script ------------------------------------------------------------------
@@ -627,7 +656,7 @@ def test_a_disabled_source_is_skipped_until_enabled(
     code, out = cli.run("collect", "s1")
     job = json.loads(out)
     assert code == 4 and job["status"] == "skipped" and "disabled" in job["notes"][0]
-    assert cli.app.state.get_state("s1").last_completed_until is None
+    assert cli.app.state.sync.get_state("s1").last_completed_until is None
     assert cli.json("sources", "enable", "s1")["enabled"] is True
     code, _ = cli.run("collect", "s1")
     assert code == 0
@@ -636,7 +665,7 @@ def test_a_disabled_source_is_skipped_until_enabled(
 def test_disabling_an_unknown_source_creates_nothing(cli: Cli) -> None:
     code, out = cli.run("sources", "disable", "ghost")
     assert (code, out) == (1, "")
-    assert cli.app.state.list_sources() == []
+    assert cli.app.state.sources.list_sources() == []
 
 
 def test_reconcile_dry_run_exits_5_on_differences_and_confirm_corrects_them(

@@ -48,7 +48,7 @@ def test_catch_up_bills_exactly_what_the_counters_say(any_backend: Backend) -> N
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(hours=2))
     with SampleExporter(counters, page_size=17) as exporter:
         source = _source(exporter.url)
-        any_backend.state.put_source(source)
+        any_backend.state.sources.put_source(source)
         deps = deps_for(any_backend, FakeClock(T0 + timedelta(hours=2)))
         # WHEN the collector runs until it has caught up (30 min windows)
         jobs = run_until_caught_up(deps, "s1")
@@ -67,7 +67,7 @@ def test_second_run_over_the_same_data_writes_nothing(any_backend: Backend) -> N
     counters = SyntheticCounters(ACCOUNTS[:3], T0, end=T0 + timedelta(minutes=40))
     with SampleExporter(counters) as exporter:
         source = _source(exporter.url)
-        any_backend.state.put_source(source)
+        any_backend.state.sources.put_source(source)
         clock = FakeClock(T0 + timedelta(minutes=40))
         deps = deps_for(any_backend, clock)
         first = run_until_caught_up(deps, "s1")
@@ -75,7 +75,7 @@ def test_second_run_over_the_same_data_writes_nothing(any_backend: Backend) -> N
     assert sum(j.written_minutes for j in first) > 0
     assert again[-1].written_minutes == again[-1].processed_samples == 0
     assert again[-1].window_since == again[-1].window_until  # nothing new to fetch, still recorded
-    assert any_backend.state.list_jobs("s1", 10)[0]["job_id"] == again[-1].job_id
+    assert any_backend.state.sync.list_jobs("s1", 10)[0]["job_id"] == again[-1].job_id
 
 
 def test_included_quota_is_used_once_across_runs_and_months(any_backend: Backend) -> None:
@@ -83,10 +83,10 @@ def test_included_quota_is_used_once_across_runs_and_months(any_backend: Backend
     start = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
     counters = SyntheticCounters(ACCOUNTS[:2], start, end=start + timedelta(hours=1))
     profile = BillingProfile(40_000_000, Decimal("0.000000003"), Decimal("0"), "promo-2")
-    any_backend.state.put_profile(ACCOUNTS[0], profile)
+    any_backend.state.profiles.put_profile(ACCOUNTS[0], profile)
     with SampleExporter(counters) as exporter:
         source = _source(exporter.url, start=start, max_window_seconds=900)
-        any_backend.state.put_source(source)
+        any_backend.state.sources.put_source(source)
         run_until_caught_up(deps_for(any_backend, FakeClock(start + timedelta(hours=1))), "s1")
     entries = exported(any_backend, "s1")
     used = included_by_account_month(entries)
@@ -122,12 +122,13 @@ def test_bad_samples_are_quarantined_and_the_rest_is_billed(any_backend: Backend
              {"account_id": b, "total_bytes": 40}),
     ])
     with SampleExporter(history) as exporter:
-        any_backend.state.put_source(_source(exporter.url))
+        any_backend.state.sources.put_source(_source(exporter.url))
         job = run_until_caught_up(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=10))),
                                   "s1")[-1]
     assert job.status is JobStatus.PARTIAL
     assert job.quarantined_samples == 3
-    reasons = sorted(r["reason"] for r in any_backend.state.list_records("s1", "quarantine", 10))
+    reasons = sorted(r["reason"]
+                     for r in any_backend.state.records.list_records("s1", "quarantine", 10))
     assert reasons == ["account_id_invalid", "total_bytes_negative", "total_bytes_not_integer"]
     assert ledger_usage(exported(any_backend, "s1")) == {
         (a, "2026-11-22T10:03:00Z"): 150,
@@ -142,19 +143,19 @@ def test_protocol_error_fails_the_run_and_keeps_the_watermark(any_backend: Backe
         return 200, json.dumps(dict(document, has_more=True, next_cursor="")).encode()
 
     with SampleExporter(counters, fault=empty_cursor) as exporter:
-        any_backend.state.put_source(_source(exporter.url))
+        any_backend.state.sources.put_source(_source(exporter.url))
         deps = deps_for(any_backend, FakeClock(T0 + timedelta(hours=1)))
         job = run_until_caught_up(deps, "s1")[-1]
         assert job.status is JobStatus.ERROR
         assert job.error_type == "SourceProtocolError" and "next_cursor" in (job.error or "")
-        state = any_backend.state.get_state("s1")
+        state = any_backend.state.sync.get_state("s1")
         assert state.last_completed_until is None and state.consecutive_failures == 1
         assert exported(any_backend, "s1") == []
         # WHEN the exporter is fixed, the same window is collected in full
         exporter.fault = None
         jobs = run_until_caught_up(deps, "s1")
     assert jobs[-1].status is JobStatus.OK
-    assert any_backend.state.get_state("s1").consecutive_failures == 0
+    assert any_backend.state.sync.get_state("s1").consecutive_failures == 0
 
 
 def test_resets_are_recorded_and_follow_the_policy(any_backend: Backend) -> None:
@@ -163,7 +164,7 @@ def test_resets_are_recorded_and_follow_the_policy(any_backend: Backend) -> None
     for policy, source_id in ((ResetPolicy.SKIP, "skip"), (ResetPolicy.FROM_ZERO, "zero")):
         with SampleExporter(counters) as exporter:
             source = _source(exporter.url, source_id=source_id, reset_policy=policy)
-            any_backend.state.put_source(source)
+            any_backend.state.sources.put_source(source)
             jobs = run_until_caught_up(
                 deps_for(any_backend, FakeClock(T0 + timedelta(minutes=20))), source_id)
         mark = watermark(any_backend, source)
@@ -171,7 +172,7 @@ def test_resets_are_recorded_and_follow_the_policy(any_backend: Backend) -> None
                                reset_policy=policy.value)
         assert ledger_usage(exported(any_backend, source_id)) == truth
         assert sum(j.counter_resets for j in jobs) == 1
-        (record,) = any_backend.state.list_records(source_id, "reset", 10)
+        (record,) = any_backend.state.records.list_records(source_id, "reset", 10)
         assert record["account_id"] == ACCOUNTS[0] and record["policy"] == policy.value
 
 
@@ -181,7 +182,7 @@ def test_overlapping_runners_bill_each_minute_once(concurrent_backend: Backend) 
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(hours=1))
     with SampleExporter(counters) as exporter:
         source = _source(exporter.url, max_window_seconds=900)
-        any_backend.state.put_source(source)
+        any_backend.state.sources.put_source(source)
         errors: list[BaseException] = []
         jobs: list[JobResult] = []
         clock = FakeClock(T0 + timedelta(minutes=50))
@@ -217,11 +218,11 @@ def test_the_clock_guard_widens_the_lag_and_entries_record_the_bound(
     # GIVEN a drift verdict of offset -1.2 s +- 0.5 s (error 1.7 s > the source's 1 s margin)
     counters = SyntheticCounters(ACCOUNTS[:2], T0, end=T0 + timedelta(minutes=30))
     now = T0 + timedelta(minutes=30, seconds=61)  # lag 60 s alone would allow 10:30
-    any_backend.state.put_clock_verdict(ClockVerdict(
+    any_backend.state.verdicts.put_clock_verdict(ClockVerdict(
         measured_at=now - timedelta(minutes=2), status="warning",
         offset_ms=Decimal("-1200"), bound_ms=Decimal("500"), valid_sources=3))
     with SampleExporter(counters) as exporter:
-        any_backend.state.put_source(_source(exporter.url))
+        any_backend.state.sources.put_source(_source(exporter.url))
         (job,) = run_until_caught_up(deps_for(any_backend, FakeClock(now)), "s1")
     # THEN the window stops a minute earlier: 10:30:01 - 60 s - 2 s < 10:30
     assert job.window_until == T0 + timedelta(minutes=29)
@@ -233,15 +234,16 @@ def test_the_clock_guard_widens_the_lag_and_entries_record_the_bound(
 
 
 def test_the_clock_guard_pauses_a_source_that_asks_for_it(any_backend: Backend) -> None:
-    any_backend.state.put_clock_verdict(ClockVerdict(
+    any_backend.state.verdicts.put_clock_verdict(ClockVerdict(
         measured_at=T0, status="critical", offset_ms=Decimal("900"), bound_ms=Decimal("400"),
         valid_sources=2))
-    any_backend.state.put_source(_source("http://127.0.0.1:9", clock_guard=ClockGuardAction.PAUSE))
+    any_backend.state.sources.put_source(_source("http://127.0.0.1:9",
+                                                 clock_guard=ClockGuardAction.PAUSE))
     job = collect_source(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=5))), "s1")
     assert job.status is JobStatus.SKIPPED
     assert job.clock_guard is not None and job.clock_guard["action"] == "pause"
-    assert any_backend.state.get_state("s1").last_completed_until is None
-    assert any_backend.state.get_lease("s1") is None  # paused before taking the lease
+    assert any_backend.state.sync.get_state("s1").last_completed_until is None
+    assert any_backend.state.sync.get_lease("s1") is None  # paused before taking the lease
 
 
 def test_health_is_kept_with_the_sync_state_and_recovery_is_reported(
@@ -253,13 +255,13 @@ def test_health_is_kept_with_the_sync_state_and_recovery_is_reported(
         return 503, b"maintenance"
 
     with SampleExporter(counters, fault=broken) as exporter:
-        any_backend.state.put_source(_source(exporter.url, max_window_seconds=120))
+        any_backend.state.sources.put_source(_source(exporter.url, max_window_seconds=120))
         clock = FakeClock(T0 + timedelta(minutes=10))
         deps = deps_for(any_backend, clock)
         for _ in range(3):  # three failed runs a minute apart
             assert collect_source(deps, "s1").status is JobStatus.ERROR
             clock.advance(60)
-        failing = any_backend.state.get_state("s1").health
+        failing = any_backend.state.sync.get_state("s1").health
         assert failing is not None and failing["status"] == "failing"
         assert (failing["runs"], failing["failures"]) == (3, 3)
         exporter.fault = None
@@ -268,6 +270,6 @@ def test_health_is_kept_with_the_sync_state_and_recovery_is_reported(
             jobs.append(collect_source(deps, "s1"))
             clock.advance(60)
     assert any(job.health and job.health["recovered"] for job in jobs)
-    health = any_backend.state.get_state("s1").health
+    health = any_backend.state.sync.get_state("s1").health
     assert health is not None and health["status"] == "healthy"
     assert jobs[-1].lag_seconds is not None and 60 <= jobs[-1].lag_seconds < 180

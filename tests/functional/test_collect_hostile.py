@@ -15,13 +15,15 @@ import time
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from minutemeter.adapters.exporter_http import HttpExporter
+from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.domain.errors import InputError
-from minutemeter.domain.model import JobStatus, ResetPolicy, SourceConfig
+from minutemeter.domain.model import JobStatus, ResetPolicy, SourceConfig, SourceKind
 from minutemeter.local.exporter import (
     SampleExporter,
     StaticHistory,
@@ -30,6 +32,7 @@ from minutemeter.local.exporter import (
     rfc3339,
 )
 from minutemeter.local.truth import expected_usage
+from minutemeter.ports import CounterReader
 from minutemeter.service.collect import collect_source
 from minutemeter.service.reconcile import ReconcileRequest, reconcile
 from minutemeter.service.sources import SourceChanges, put_source
@@ -73,10 +76,10 @@ def test_an_account_listed_twice_is_unreadable_whichever_copy_comes_first(
     doubled = history[41][0]  # 10:10:15 and a few ms
     wrong = {doubled: [(ACCOUNTS[0], 10**15)]}
     with SampleExporter(_static(history, wrong)) as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, START))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START))
         deps = deps_for(any_backend, FakeClock(T0 + timedelta(minutes=30)))
         jobs = run_until_caught_up(deps, "s1")
-        mark = any_backend.state.get_state("s1").last_completed_until
+        mark = any_backend.state.sync.get_state("s1").last_completed_until
         assert mark is not None
         dry = reconcile(deps, ReconcileRequest("s1", START, mark, True, "test"))
     # THEN the account is billed as if that snapshot did not list it (its next readable sample
@@ -87,7 +90,7 @@ def test_an_account_listed_twice_is_unreadable_whichever_copy_comes_first(
     assert ledger_usage(exported(any_backend, "s1")) == truth
     assert truth == expected_usage(history, start=START, until=mark)  # no usage lost either
     assert JobStatus.PARTIAL in {job.status for job in jobs}
-    records = any_backend.state.list_records("s1", "quarantine", 10)
+    records = any_backend.state.records.list_records("s1", "quarantine", 10)
     assert [r["reason"] for r in records] == ["account_duplicated_in_snapshot"] * 2
     assert dry.status == "ok"  # reconcile applies the same rule
 
@@ -105,17 +108,18 @@ def test_a_source_pointed_at_new_counters_starts_from_a_fresh_baseline(
     served = [item for item in history if item[0] < switch] + [
         item for item in other if item[0] >= switch]
     with SampleExporter(_static(served), node_id="node-a", env="prod") as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, START, node_id="node-a",
-                                                  env="prod", lag_seconds=0))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START,
+                                                          node_id="node-a", env="prod",
+                                                          lag_seconds=0))
         run_until_caught_up(deps_for(any_backend, FakeClock(switch)), "s1")
-        assert any_backend.state.get_state("s1").last_completed_until == switch
+        assert any_backend.state.sync.get_state("s1").last_completed_until == switch
         # WHEN the node is renamed (or moved to another env) and the operator says so
         if change == "node_id":
             exporter.node_id = "node-b"
         else:
             exporter.env = "staging"
-        source = any_backend.state.get_source("s1")
-        any_backend.state.put_source(replace(source, **{change: getattr(exporter, change)}))
+        source = any_backend.state.sources.get_source("s1")
+        any_backend.state.sources.put_source(replace(source, **{change: getattr(exporter, change)}))
         later = T0 + timedelta(minutes=45)
         jobs = run_until_caught_up(deps_for(any_backend, FakeClock(later)), "s1")
     # THEN the new counters start from a fresh baseline: nothing is diffed against node-a's
@@ -123,7 +127,7 @@ def test_a_source_pointed_at_new_counters_starts_from_a_fresh_baseline(
                    expected_usage(other, start=switch, until=later))
     assert ledger_usage(exported(any_backend, "s1")) == truth
     assert max(truth.values()) < 10**9
-    state = any_backend.state.get_state("s1")
+    state = any_backend.state.sync.get_state("s1")
     assert (state.node_id, state.env) == (exporter.node_id, exporter.env)
     assert state.baseline_taken_at is not None and state.baseline_taken_at >= switch
     assert any("fresh baseline" in note for job in jobs for note in job.notes)
@@ -139,13 +143,13 @@ def test_a_node_renamed_back_does_not_diff_against_its_old_checkpoints(
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(minutes=60))
     history = counters.history(T0 + timedelta(minutes=60))
     with SampleExporter(_static(history), node_id="node-a") as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, START, node_id="node-a",
-                                                  lag_seconds=0))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START,
+                                                          node_id="node-a", lag_seconds=0))
         marks = [T0 + timedelta(minutes=m) for m in (15, 30, 45)]
         for node, mark in zip(("node-a", "node-b", "node-a"), marks, strict=True):
             exporter.node_id = node
-            source = any_backend.state.get_source("s1")
-            any_backend.state.put_source(replace(source, node_id=node))
+            source = any_backend.state.sources.get_source("s1")
+            any_backend.state.sources.put_source(replace(source, node_id=node))
             run_until_caught_up(deps_for(any_backend, FakeClock(mark)), "s1")
     # three identities, three baselines: the usage between them is not billed, nothing doubles
     truth = _merge(expected_usage(history, start=START, until=marks[0]),
@@ -159,7 +163,7 @@ def test_another_node_behind_the_same_url_is_refused_and_bills_nothing(
 ) -> None:
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(minutes=40))
     with SampleExporter(counters, node_id="node-a") as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, START, lag_seconds=0))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START, lag_seconds=0))
         run_until_caught_up(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=20))), "s1")
         before = exported(any_backend, "s1")
         exporter.node_id = "node-z"  # the URL now reaches another node (no --node-id was set)
@@ -167,7 +171,7 @@ def test_another_node_behind_the_same_url_is_refused_and_bills_nothing(
     assert job.status is JobStatus.ERROR
     assert job.error is not None and "set the source's --node-id" in job.error
     assert exported(any_backend, "s1") == before
-    assert any_backend.state.get_state("s1").last_completed_until == T0 + timedelta(minutes=20)
+    assert any_backend.state.sync.get_state("s1").last_completed_until == T0 + timedelta(minutes=20)
 
 
 def test_a_systematically_bad_exporter_costs_a_bounded_number_of_records(
@@ -178,13 +182,13 @@ def test_a_systematically_bad_exporter_costs_a_bounded_number_of_records(
     at = [T0 + timedelta(seconds=15 * k) for k in range(4 * 16)]
     bad = StaticHistory([(t, _raw(t, [(a, 1.5) for a in accounts])) for t in at])
     with SampleExporter(bad, page_size=10) as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, START, lag_seconds=0,
-                                                  max_window_seconds=900))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START, lag_seconds=0,
+                                                          max_window_seconds=900))
         job = collect_source(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=16))), "s1")
     # THEN every bad sample is counted, but at most 1000 are kept one by one, plus one summary
     assert job.status is JobStatus.PARTIAL
     assert job.quarantined_samples == 40 * 4 * 15
-    records = any_backend.state.list_records("s1", "quarantine", 5000)
+    records = any_backend.state.records.list_records("s1", "quarantine", 5000)
     assert len(records) == 1001
     summary = [r for r in records if r["reason"] == "quarantine_overflow"]
     assert len(summary) == 1 and '"total_bytes_not_integer":1400' in str(summary[0]["raw"])
@@ -197,31 +201,35 @@ def test_an_exporter_that_does_not_page_is_fetched_in_smaller_windows(
     # of it exceed but 3 minutes do not
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(minutes=40))
     with SampleExporter(counters, page_size=100_000) as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, START, lag_seconds=0,
-                                                  max_window_seconds=1800))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START, lag_seconds=0,
+                                                          max_window_seconds=1800))
         one_minute = len(exporter.respond(
             "/v1/usage/window", {"since": "2026-11-22T10:05:00Z", "until": "2026-11-22T10:06:00Z"},
             None)[1])
         deps = replace(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=31))),
-                       exporter=HttpExporter(timeout_seconds=5, retries=0,
-                                             max_body_bytes=4 * one_minute))
+                       readers=_http_readers(max_body_bytes=4 * one_minute))
         # WHEN the collector runs
         job = collect_source(deps, "s1")
         # THEN it halves the window until the body fits, and bills exactly the counters
         assert job.status is JobStatus.OK, job.error
         assert any("fetching it in halves" in note for note in job.notes)
-        mark = any_backend.state.get_state("s1").last_completed_until
+        mark = any_backend.state.sync.get_state("s1").last_completed_until
         assert mark == START + timedelta(minutes=30)
         truth = expected_usage(counters.history(mark), start=START, until=mark)
         assert ledger_usage(exported(any_backend, "s1")) == truth
         # and a cap that not even one minute fits fails plainly, moving nothing
-        tiny = replace(deps, exporter=HttpExporter(timeout_seconds=5, retries=0,
-                                                   max_body_bytes=one_minute // 2),
+        tiny = replace(deps, readers=_http_readers(max_body_bytes=one_minute // 2),
                        clock=FakeClock(T0 + timedelta(minutes=40)))
         failed = collect_source(tiny, "s1")
     assert failed.status is JobStatus.ERROR
     assert failed.error is not None and "lower the source's --max-window" in failed.error
-    assert any_backend.state.get_state("s1").last_completed_until == mark
+    assert any_backend.state.sync.get_state("s1").last_completed_until == mark
+
+
+def _http_readers(*, max_body_bytes: int) -> dict[SourceKind, CounterReader]:
+    """The exporter kind read over HTTP with a body cap of ``max_body_bytes``."""
+    return {SourceKind.EXPORTER: ExporterReader(HttpExporter(
+        timeout_seconds=5, retries=0, max_body_bytes=max_body_bytes))}
 
 
 class _RealBudget:
@@ -259,8 +267,8 @@ def test_a_trickling_exporter_cannot_hold_a_run_past_its_budget(any_backend: Bac
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         host, port = server.server_address[:2]
-        any_backend.state.put_source(SourceConfig("s1", f"http://{host!s}:{port}", START,
-                                                  lag_seconds=0))
+        any_backend.state.sources.put_source(SourceConfig("s1", f"http://{host!s}:{port}", START,
+                                                          lag_seconds=0))
         deps = deps_for(any_backend, FakeClock(T0 + timedelta(minutes=20)),
                         deadline_margin_seconds=4)
         started = time.monotonic()
@@ -273,24 +281,79 @@ def test_a_trickling_exporter_cannot_hold_a_run_past_its_budget(any_backend: Bac
     # THEN the fetch stops at its deadline, the run fails cleanly and the failure is recorded
     assert job.status is JobStatus.ERROR and job.error_type == "DeadlineError"
     assert elapsed < 8.0
-    state = any_backend.state.get_state("s1")
+    state = any_backend.state.sync.get_state("s1")
     assert state.last_error is not None and "deadline" in state.last_error
     assert state.last_completed_until is None
 
 
 def test_a_billed_source_keeps_its_reset_policy(any_backend: Backend) -> None:
     # GIVEN a source that has billed with the default reset policy
+    stores = (any_backend.state.sources, any_backend.state.sync)
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(minutes=20))
     with SampleExporter(counters) as exporter:
-        put_source(any_backend.state, "s1", SourceChanges(url=exporter.url, start=START,
-                                                          lag_seconds=0), T0)
+        put_source(*stores, "s1", SourceChanges(url=exporter.url, start=START, lag_seconds=0),
+                   T0)
         # a policy may change while nothing was billed
-        put_source(any_backend.state, "s1", SourceChanges(reset_policy=ResetPolicy.FROM_ZERO), T0)
-        put_source(any_backend.state, "s1", SourceChanges(reset_policy=ResetPolicy.SKIP), T0)
+        put_source(*stores, "s1", SourceChanges(reset_policy=ResetPolicy.FROM_ZERO), T0)
+        put_source(*stores, "s1", SourceChanges(reset_policy=ResetPolicy.SKIP), T0)
         run_until_caught_up(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=20))), "s1")
     # WHEN the operator changes it afterwards, THEN that is refused with what to do instead
     with pytest.raises(InputError, match="Register a new source id"):
-        put_source(any_backend.state, "s1", SourceChanges(reset_policy=ResetPolicy.FROM_ZERO), T0)
-    assert any_backend.state.get_source("s1").reset_policy is ResetPolicy.SKIP
+        put_source(*stores, "s1", SourceChanges(reset_policy=ResetPolicy.FROM_ZERO), T0)
+    assert any_backend.state.sources.get_source("s1").reset_policy is ResetPolicy.SKIP
     # and other options still change
-    assert put_source(any_backend.state, "s1", SourceChanges(lag_seconds=30), T0).lag_seconds == 30
+    assert put_source(*stores, "s1", SourceChanges(lag_seconds=30), T0).lag_seconds == 30
+
+
+class _NextKind(StrEnum):
+    """A kind this release has no adapter for yet (``SourceKind`` has only ``exporter``)."""
+
+    PROMETHEUS = "prometheus"
+
+
+def test_a_billed_source_keeps_its_kind(any_backend: Backend) -> None:
+    # GIVEN a source registered as an exporter source (the default), not billed yet
+    stores = (any_backend.state.sources, any_backend.state.sync)
+    counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(minutes=20))
+    with SampleExporter(counters) as exporter:
+        put_source(*stores, "s1", SourceChanges(url=exporter.url, start=START, lag_seconds=0),
+                   T0)
+        # the kind may be set again while nothing was billed
+        assert put_source(*stores, "s1", SourceChanges(kind=SourceKind.EXPORTER),
+                          T0).kind is SourceKind.EXPORTER
+        run_until_caught_up(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=20))), "s1")
+    # WHEN the operator gives it another kind once it has billed
+    other = SourceChanges(kind=_NextKind.PROMETHEUS)  # type: ignore[arg-type]
+    with pytest.raises(InputError) as caught:
+        put_source(*stores, "s1", other, T0)
+    # THEN that is refused, saying what to do instead, and nothing changes
+    assert str(caught.value) == (
+        "source 's1' has billed up to 2026-11-22T10:20:00Z as --kind exporter; another kind "
+        "reads other counters, which must not be diffed against the ones already billed. "
+        "Register a new source id with --kind prometheus --start 2026-11-22T10:20:00Z (it "
+        "starts from a fresh baseline), then disable this one"
+    )
+    assert any_backend.state.sources.get_source("s1").kind is SourceKind.EXPORTER
+    # and setting the kind it has is no change
+    assert put_source(*stores, "s1", SourceChanges(kind=SourceKind.EXPORTER, lag_seconds=30),
+                      T0).lag_seconds == 30
+
+
+def test_a_source_of_a_kind_without_a_reader_fails_its_runs_and_moves_nothing(
+    any_backend: Backend,
+) -> None:
+    # GIVEN an exporter source, and a collector wired with no reader for that kind
+    any_backend.state.sources.put_source(SourceConfig("s1", "http://127.0.0.1:9", START,
+                                                      lag_seconds=0))
+    deps = replace(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=20))), readers={})
+
+    # WHEN it runs
+    job = collect_source(deps, "s1")
+
+    # THEN the run fails plainly, recorded like any failure, and nothing moves
+    assert job.status is JobStatus.ERROR and job.error_type == "SourceKindError"
+    assert job.error is not None and "of kind 'exporter', which no reader here can read" in (
+        job.error)
+    state = any_backend.state.sync.get_state("s1")
+    assert state.last_completed_until is None and state.consecutive_failures == 1
+    assert exported(any_backend, "s1") == []

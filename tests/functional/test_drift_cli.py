@@ -128,7 +128,7 @@ def test_the_handler_stores_the_verdict_and_prints_its_metrics(
                                       invoked_function_arn="arn:aws:lambda:us-east-1:1:function:d",
                                       aws_request_id="r1")
             report = drift_handler.lambda_handler({}, context)
-            verdict = app.state.get_clock_verdict()
+            verdict = app.state.verdicts.get_clock_verdict()
     assert report["verdict"]["status"] == "warning"  # 80 ms > 50 ms
     assert verdict is not None and verdict.status == "warning"
     assert abs(float(verdict.offset_ms) - 80) < 10 and verdict.valid_sources == 2

@@ -100,7 +100,7 @@ def exporter(origin: datetime) -> Iterator[SampleExporter]:
 def _register(ops: App, url: str, origin: datetime, source_id: str = "demo") -> SourceConfig:
     source = SourceConfig(source_id=source_id, url=url, start=origin + timedelta(minutes=2),
                           lag_seconds=60, max_window_seconds=1800)
-    ops.state.put_source(source)
+    ops.state.sources.put_source(source)
     return source
 
 
@@ -122,7 +122,7 @@ def test_a_scheduled_run_returns_the_job(
     assert result["caught_up"] is False  # 2 h behind, 30 min per run
     assert result["notes"] == []
     assert json.loads(json.dumps(result)) == result  # a valid Lambda response
-    state = ops.state.get_state("demo")
+    state = ops.state.sync.get_state("demo")
     assert state.last_completed_until == source.start + timedelta(minutes=30)
     assert state.last_job is not None and state.last_job["job_id"] == result["job_id"]
     assert state.consecutive_failures == 0
@@ -138,8 +138,9 @@ def test_a_warm_invocation_reuses_the_app(
 
     assert app is not None and handler._app is app
     assert second["window_since"] == first["completed_until"]
-    assert ops.state.get_state("demo").last_completed_until == source.start + timedelta(hours=1)
-    assert [j["job_id"] for j in ops.state.list_jobs("demo", 5)] == [
+    assert (ops.state.sync.get_state("demo").last_completed_until
+            == source.start + timedelta(hours=1))
+    assert [j["job_id"] for j in ops.state.sync.list_jobs("demo", 5)] == [
         second["job_id"], first["job_id"],
     ]
 
@@ -165,10 +166,10 @@ def test_an_error_run_raises_and_is_recorded(
     with pytest.raises(handler.CollectFailedError, match=f"^{error_type}: "):
         handler.lambda_handler(_event(), FakeLambdaContext())
 
-    (job,) = ops.state.list_jobs("demo", 5)
+    (job,) = ops.state.sync.list_jobs("demo", 5)
     assert job["status"] == "error" and job["error_type"] == error_type
     assert job["written_minutes"] == 0
-    state = ops.state.get_state("demo")
+    state = ops.state.sync.get_state("demo")
     assert state.last_completed_until is None
     assert state.consecutive_failures == 1
     assert state.last_error == job["error"]
@@ -180,8 +181,8 @@ def test_an_unknown_source_raises_and_leaves_no_state(handler: ModuleType, ops: 
         handler.lambda_handler(_event(source_id="ghost"), FakeLambdaContext())
     # nothing is recorded under an id that is not a source (a later `sources put ghost` starts
     # clean); the failed invocation itself is the signal (Errors metric, DLQ)
-    assert ops.state.list_jobs("ghost", 5) == []
-    assert ops.state.get_state("ghost").consecutive_failures == 0
+    assert ops.state.sync.list_jobs("ghost", 5) == []
+    assert ops.state.sync.get_state("ghost").consecutive_failures == 0
 
 
 @pytest.mark.parametrize(
@@ -203,7 +204,7 @@ def test_a_malformed_event_is_an_input_error(
     with pytest.raises(InputError):
         handler.lambda_handler(event, FakeLambdaContext())
     assert handler._app is None  # rejected before anything was wired or written
-    assert ops.state.list_jobs("demo", 5) == []
+    assert ops.state.sync.list_jobs("demo", 5) == []
 
 
 @pytest.mark.parametrize("remaining_ms", [1_000, 20_000])
@@ -226,8 +227,8 @@ def test_a_nearly_exhausted_budget_stops_before_the_first_chunk(
     assert (result["pages"], result["written_minutes"]) == (0, 0)
     assert result["completed_until"] is None and result["caught_up"] is False
     assert exporter.requests == []
-    assert ops.state.get_state("demo").last_completed_until is None
-    assert ops.state.list_jobs("demo", 5)[0]["notes"] == result["notes"]
+    assert ops.state.sync.get_state("demo").last_completed_until is None
+    assert ops.state.sync.list_jobs("demo", 5)[0]["notes"] == result["notes"]
 
 
 def test_a_budget_just_over_the_margin_runs_one_chunk_then_stops(
@@ -246,7 +247,7 @@ def test_a_budget_just_over_the_margin_runs_one_chunk_then_stops(
     assert result["notes"] == [
         f"stopped before {second_chunk.isoformat()} to respect the deadline"
     ]
-    assert ops.state.get_state("demo").last_completed_until == second_chunk
+    assert ops.state.sync.get_state("demo").last_completed_until == second_chunk
 
 
 def test_a_run_that_finds_the_lease_held_is_skipped_not_failed(
@@ -254,17 +255,17 @@ def test_a_run_that_finds_the_lease_held_is_skipped_not_failed(
 ) -> None:
     # GIVEN another runner holding the source's lease (a slow run, or a duplicate delivery)
     _register(ops, exporter.url, origin)
-    held = ops.state.acquire_lease("demo", "other-run", now=datetime.now(UTC),
-                                   lease_seconds=60, margin_seconds=2)
+    held = ops.state.sync.acquire_lease("demo", "other-run", now=datetime.now(UTC),
+                                        lease_seconds=60, margin_seconds=2)
     # WHEN the scheduler's event arrives
     result = handler.lambda_handler(_event(), FakeLambdaContext())
     # THEN the invocation succeeds (no retry, no DLQ) with status skipped, naming the holder
     assert result["status"] == "skipped" and result["error"] is None
     assert "other-run" in result["notes"][0]
     assert exporter.requests == []
-    state = ops.state.get_state("demo")
+    state = ops.state.sync.get_state("demo")
     assert state.last_completed_until is None and state.consecutive_failures == 0
-    assert ops.state.get_lease("demo") == held
+    assert ops.state.sync.get_lease("demo") == held
 
 
 def _emf_documents(stdout: str) -> list[dict[str, Any]]:
@@ -328,8 +329,8 @@ def test_a_skipped_run_reports_only_the_skip(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _register(ops, exporter.url, origin)
-    ops.state.acquire_lease("demo", "other", now=datetime.now(UTC), lease_seconds=60,
-                            margin_seconds=2)
+    ops.state.sync.acquire_lease("demo", "other", now=datetime.now(UTC), lease_seconds=60,
+                                 margin_seconds=2)
     capsys.readouterr()
     handler.lambda_handler(_event(), FakeLambdaContext())
     (document,) = _emf_documents(capsys.readouterr().out)

@@ -23,13 +23,13 @@ MARGIN = 2.0
 
 
 def _acquire(backend: Backend, holder: str, at: datetime) -> LeaseGrant:
-    return backend.state.acquire_lease(
+    return backend.state.sync.acquire_lease(
         "src", holder, now=at, lease_seconds=LEASE, margin_seconds=MARGIN
     )
 
 
 def _commit(backend: Backend, grant: LeaseGrant, minutes: int) -> None:
-    backend.state.commit_progress(
+    backend.state.sync.commit_progress(
         "src", until=T0 + timedelta(minutes=minutes), node_id="node-a", baseline_taken_at=T0,
         at=T0, fence=grant.token,
     )
@@ -46,12 +46,12 @@ def test_a_held_lease_is_refused_until_it_expires_by_more_than_the_margin(
         assert held.value.holder == "runner-a"
     taken = _acquire(any_backend, "runner-b", T0 + timedelta(seconds=LEASE + MARGIN + 0.001))
     assert (taken.holder, taken.token) == ("runner-b", 2)
-    assert any_backend.state.get_lease("src") == taken
+    assert any_backend.state.sync.get_lease("src") == taken
 
 
 def test_renewal_extends_and_a_taken_over_lease_cannot_be_renewed(any_backend: Backend) -> None:
     grant = _acquire(any_backend, "runner-a", T0)
-    renewed = any_backend.state.renew_lease(
+    renewed = any_backend.state.sync.renew_lease(
         grant, now=T0 + timedelta(seconds=8), lease_seconds=LEASE
     )
     assert renewed.until == T0 + timedelta(seconds=18)
@@ -59,8 +59,9 @@ def test_renewal_extends_and_a_taken_over_lease_cannot_be_renewed(any_backend: B
         _acquire(any_backend, "runner-b", T0 + timedelta(seconds=LEASE + MARGIN + 1))
     thief = _acquire(any_backend, "runner-b", T0 + timedelta(seconds=18 + MARGIN + 1))
     with pytest.raises(LeaseLostError):
-        any_backend.state.renew_lease(renewed, now=T0 + timedelta(seconds=30), lease_seconds=LEASE)
-    assert any_backend.state.get_lease("src") == thief
+        any_backend.state.sync.renew_lease(renewed, now=T0 + timedelta(seconds=30),
+                                           lease_seconds=LEASE)
+    assert any_backend.state.sync.get_lease("src") == thief
 
 
 def test_release_frees_the_lease_and_the_token_keeps_growing(any_backend: Backend) -> None:
@@ -68,9 +69,9 @@ def test_release_frees_the_lease_and_the_token_keeps_growing(any_backend: Backen
     for round_ in range(3):
         grant = _acquire(any_backend, f"runner-{round_}", T0)
         tokens.append(grant.token)
-        assert any_backend.state.release_lease(grant) is True
-        assert any_backend.state.get_lease("src") is None
-        assert any_backend.state.release_lease(grant) is False  # not ours any more
+        assert any_backend.state.sync.release_lease(grant) is True
+        assert any_backend.state.sync.get_lease("src") is None
+        assert any_backend.state.sync.release_lease(grant) is False  # not ours any more
     assert tokens == [1, 2, 3]
 
 
@@ -81,7 +82,8 @@ def test_fencing_rejects_every_state_write_of_a_stale_holder(any_backend: Backen
     current = _acquire(any_backend, "runner-b", T0 + timedelta(minutes=5))
     _commit(any_backend, current, 30)
     later = Checkpoint("node-a", ACCOUNT, 500, T0 + timedelta(minutes=29))
-    assert any_backend.state.advance_checkpoints("src", [later], fence=current.token) == 1
+    assert any_backend.state.checkpoints.advance_checkpoints(
+        "src", [later], fence=current.token) == 1
     # WHEN A tries to commit anything
     with pytest.raises(LeaseLostError):
         _commit(any_backend, stale, 45)
@@ -89,28 +91,32 @@ def test_fencing_rejects_every_state_write_of_a_stale_holder(any_backend: Backen
     older = Checkpoint("node-a", ACCOUNT, 100, T0 + timedelta(minutes=14))
     for checkpoints in ([newer], [older]):  # a stale write is refused even when it is a no-op
         with pytest.raises(LeaseLostError):
-            any_backend.state.advance_checkpoints("src", checkpoints, fence=stale.token)
+            any_backend.state.checkpoints.advance_checkpoints("src", checkpoints,
+                                                              fence=stale.token)
     job = JobResult("job-a", "collect", "src", T0, status=JobStatus.OK, written_minutes=7,
                     finished_at=T0)
     with pytest.raises(LeaseLostError):
-        any_backend.state.record_result(job, expires_at=T0 + timedelta(days=1), fence=stale.token)
+        any_backend.state.sync.record_result(job, expires_at=T0 + timedelta(days=1),
+                                             fence=stale.token)
     # THEN nothing it wrote is visible in the source's state
-    state = any_backend.state.get_state("src")
+    state = any_backend.state.sync.get_state("src")
     assert state.last_completed_until == T0 + timedelta(minutes=30)
     assert state.last_job is None
-    assert any_backend.state.get_checkpoints("src", "node-a", [ACCOUNT]) == {ACCOUNT: later}
+    assert any_backend.state.checkpoints.get_checkpoints("src", "node-a", [ACCOUNT]) == {
+        ACCOUNT: later}
 
 
 def test_fenced_checkpoints_keep_the_ones_that_are_not_behind(any_backend: Backend) -> None:
     grant = _acquire(any_backend, "runner-a", T0)
     other = "0a7f3e55-1c2d-4e6f-8a9b-0c1d2e3f4a5b"
     ahead = Checkpoint("node-a", ACCOUNT, 10, T0 + timedelta(minutes=9))
-    any_backend.state.advance_checkpoints("src", [ahead], fence=grant.token)
+    any_backend.state.checkpoints.advance_checkpoints("src", [ahead], fence=grant.token)
     behind = Checkpoint("node-a", ACCOUNT, 5, T0 + timedelta(minutes=3))
     fresh = Checkpoint("node-a", other, 7, T0 + timedelta(minutes=3))
-    moved = any_backend.state.advance_checkpoints("src", [behind, fresh], fence=grant.token)
+    moved = any_backend.state.checkpoints.advance_checkpoints("src", [behind, fresh],
+                                                              fence=grant.token)
     assert moved == 1
-    assert any_backend.state.get_checkpoints("src", "node-a", [ACCOUNT, other]) == {
+    assert any_backend.state.checkpoints.get_checkpoints("src", "node-a", [ACCOUNT, other]) == {
         ACCOUNT: ahead,
         other: fresh,
     }
@@ -132,7 +138,7 @@ def test_clock_skew_beyond_the_margin_is_caught_by_fencing(any_backend: Backend)
     _acquire(any_backend, "runner-b", T0 + timedelta(seconds=30))
     with pytest.raises(LeaseLostError):
         _commit(any_backend, grant, 15)
-    assert any_backend.state.get_state("src").last_completed_until is None
+    assert any_backend.state.sync.get_state("src").last_completed_until is None
 
 
 def test_concurrent_acquirers_one_wins(concurrent_backend: Backend) -> None:

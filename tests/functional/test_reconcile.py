@@ -81,11 +81,11 @@ def _request(dry_run: bool, since: datetime = T0 + timedelta(minutes=10),
 
 def test_dry_run_then_confirm_corrects_exactly_the_changed_minutes(any_backend: Backend) -> None:
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(minutes=45))
-    any_backend.state.put_profile(ACCOUNTS[0], BillingProfile(
+    any_backend.state.profiles.put_profile(ACCOUNTS[0], BillingProfile(
         INCLUDED, Decimal("0.000000002"), Decimal("1"), "v1"))
     with SampleExporter(counters) as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, START,
-                                                  max_window_seconds=3600))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START,
+                                                          max_window_seconds=3600))
         deps = deps_for(any_backend, FakeClock(NOW))
         run_until_caught_up(deps, "s1")
         before = exported(any_backend, "s1")
@@ -97,7 +97,7 @@ def test_dry_run_then_confirm_corrects_exactly_the_changed_minutes(any_backend: 
         confirmed = reconcile(deps, _request(dry_run=False))
         again = reconcile(deps, _request(dry_run=False))
         final = reconcile(deps, _request(dry_run=True))
-    mark = any_backend.state.get_state("s1").last_completed_until
+    mark = any_backend.state.sync.get_state("s1").last_completed_until
     assert mark is not None
     new_truth = expected_usage(new_history, start=START, until=mark)
     old_totals = _totals(before)
@@ -121,7 +121,7 @@ def test_dry_run_then_confirm_corrects_exactly_the_changed_minutes(any_backend: 
         assert totals.get(key, 0) == expected, key
     _check_corrections(exported(any_backend, "s1"), confirmed.reconcile_id)
     _check_quota(any_backend, exported(any_backend, "s1"))
-    audit = any_backend.state.list_reconciles("s1", 10)
+    audit = any_backend.state.reconciles.list_reconciles("s1", 10)
     assert [r["dry_run"] for r in audit] == [True, False, False, True]
     assert {r["requested_by"] for r in audit} == {"arn:aws:iam::1:user/ops"}
 
@@ -162,9 +162,9 @@ def _check_quota(backend: Backend, entries: list[LedgerEntry]) -> None:
 def test_windows_that_cannot_be_reconciled_are_refused(
     any_backend: Backend, since: datetime, until: datetime, message: str
 ) -> None:
-    any_backend.state.put_source(SourceConfig("s1", "http://127.0.0.1:9", START))
-    any_backend.state.commit_progress("s1", until=T0 + timedelta(minutes=45), node_id="node-a",
-                                      baseline_taken_at=START, at=T0, fence=None)
+    any_backend.state.sources.put_source(SourceConfig("s1", "http://127.0.0.1:9", START))
+    any_backend.state.sync.commit_progress("s1", until=T0 + timedelta(minutes=45), node_id="node-a",
+                                           baseline_taken_at=START, at=T0, fence=None)
     with pytest.raises(InputError, match=message):
         reconcile(deps_for(any_backend, FakeClock(NOW)), _request(True, since, until))
 
@@ -173,8 +173,8 @@ def test_progress_is_reported_per_chunk(any_backend: Backend) -> None:
     counters = SyntheticCounters(ACCOUNTS[:1], T0, end=T0 + timedelta(hours=3))
     calls: list[Any] = []
     with SampleExporter(counters) as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, START,
-                                                  max_window_seconds=7 * 3600))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START,
+                                                          max_window_seconds=7 * 3600))
         deps = deps_for(any_backend, FakeClock(T0 + timedelta(hours=3)))
         run_until_caught_up(deps, "s1")
         result = reconcile(deps, _request(True, T0 + timedelta(minutes=2), T0 + timedelta(hours=2,
@@ -189,8 +189,8 @@ def test_a_window_confirmed_before_is_compared_again_when_history_changes_again(
 ) -> None:
     counters = SyntheticCounters(ACCOUNTS[:2], T0, end=T0 + timedelta(minutes=45))
     with SampleExporter(counters) as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, START,
-                                                  max_window_seconds=3600))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START,
+                                                          max_window_seconds=3600))
         deps = deps_for(any_backend, FakeClock(NOW))
         run_until_caught_up(deps, "s1")
         history = counters.history(NOW)
@@ -206,7 +206,7 @@ def test_a_window_confirmed_before_is_compared_again_when_history_changes_again(
     # THEN the finished confirm did not make the window a no-op: it corrected back
     assert again.status == "corrected" and again.corrections_written > 0
     assert final.status == "ok"
-    mark = any_backend.state.get_state("s1").last_completed_until
+    mark = any_backend.state.sync.get_state("s1").last_completed_until
     assert mark is not None
     truth = expected_usage(history, start=START, until=mark)
     assert truth == expected_usage(back, start=START, until=mark)
@@ -226,8 +226,8 @@ def test_usage_the_exporter_no_longer_has_is_never_taken_back(
     # account with no sample at or after a billed minute is no evidence that it used less
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(minutes=45))
     with SampleExporter(counters) as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, START,
-                                                  max_window_seconds=3600))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START,
+                                                          max_window_seconds=3600))
         deps = deps_for(any_backend, FakeClock(NOW))
         run_until_caught_up(deps, "s1")
         before = exported(any_backend, "s1")
@@ -248,7 +248,7 @@ def test_usage_the_exporter_no_longer_has_is_never_taken_back(
     if lost == "one account":
         assert {d.account_id for d in dry.differences} == {ACCOUNTS[1]}
     assert exported(any_backend, "s1") == before
-    refused = any_backend.state.list_reconciles("s1", 1)[0]
+    refused = any_backend.state.reconciles.list_reconciles("s1", 1)[0]
     assert refused["status"] == "refused" and refused["error_type"] == "NoEvidenceError"
 
 
@@ -266,7 +266,7 @@ def test_an_idle_account_the_exporter_stopped_listing_for_a_while_is_not_billed_
             values[idle] = 5_000_000
         items.append((at, values))
     with SampleExporter(_static(items)) as exporter:
-        any_backend.state.put_source(SourceConfig("s1", exporter.url, T0, lag_seconds=0))
+        any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, T0, lag_seconds=0))
         deps = deps_for(any_backend, FakeClock(T0 + timedelta(minutes=50)))
         run_until_caught_up(deps, "s1")
         before = exported(any_backend, "s1")

@@ -18,13 +18,10 @@ import pytest
 
 from minutemeter.adapters.dynamo.base import CapacityMeter, to_wire
 from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore
-from minutemeter.adapters.dynamo.state import (
-    MAX_ERROR_CHARS,
-    MAX_NOTE_CHARS,
-    MAX_NOTES,
-    DynamoStateStore,
-)
+from minutemeter.adapters.dynamo.state.items import MAX_ERROR_CHARS, MAX_NOTE_CHARS, MAX_NOTES
+from minutemeter.adapters.dynamo.state.sources import DynamoSourceStore
 from minutemeter.adapters.exporter_http import HttpExporter
+from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.bootstrap import App
 from minutemeter.domain.model import (
     BillingProfile,
@@ -33,6 +30,7 @@ from minutemeter.domain.model import (
     MinuteUsage,
     QuotaPlan,
     SourceConfig,
+    SourceKind,
 )
 from minutemeter.domain.money import MAX_BILLABLE_BYTES, check_profile
 from minutemeter.domain.rating import plan_entries
@@ -88,11 +86,12 @@ ENGINES = [pytest.param("moto"), pytest.param("ddblocal", marks=pytest.mark.ddbl
 @pytest.fixture(params=ENGINES)
 def cli(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> Cli:
     backend = _backend(request)
-    assert isinstance(backend.state, DynamoStateStore)
+    assert isinstance(backend.state.sources, DynamoSourceStore)
     assert isinstance(backend.ledger, DynamoLedgerStore)
     app = App(settings=backend.settings, clock=FakeClock(NOW), dynamodb=backend.client,
               meter=backend.meter or CapacityMeter(), ledger=backend.ledger, state=backend.state,
-              exporter=HttpExporter(timeout_seconds=2, retries=0))
+              readers={SourceKind.EXPORTER: ExporterReader(HttpExporter(timeout_seconds=2,
+                                                                        retries=0))})
     return Cli(app, backend, capsys)
 
 
@@ -130,6 +129,7 @@ CORRUPT: dict[str, dict[str, Any]] = {
     "tolerance-huge": {"clock_tolerance_seconds": 999_999_999_999_999},  # main accepted it
     "policy-odd": {"reset_policy": "sometimes"},
     "url-number": {"url": 5},
+    "kind-unknown": {"kind": "prometheus"},  # no reader here: not readable as any source
 }
 
 
@@ -169,7 +169,23 @@ def test_a_listing_reports_unreadable_records_and_shows_the_rest(
     assert not health.ok and "sources" in health.document["failing"]
     assert set(health.document["checks"]["sources"]["unreadable"]) == set(CORRUPT)
     # and the readable sources are still what list_sources gives the rest of the code
-    assert [s.source_id for s in state.list_sources()] == ["good"]
+    assert [s.source_id for s in state.sources.list_sources()] == ["good"]
+
+
+def test_a_source_stored_before_kinds_existed_is_an_exporter_source(cli: Cli) -> None:
+    # GIVEN a registry record without a kind, as releases before kinds stored them
+    cli.put_raw_source("old")
+
+    # WHEN it is listed, shown and updated
+    listed = cli.json("sources", "list")
+    shown = cli.json("status", "old")
+    updated = cli.json("sources", "put", "old", "--lag", "30")
+
+    # THEN it is an exporter source everywhere, and from then on stored as one
+    assert listed[0]["kind"] == shown["kind"] == updated["kind"] == "exporter"
+    item = cli.backend.client.get_item(TableName=cli.app.settings.state_table,
+                                       Key=to_wire({"pk": "SOURCES", "sk": "old"}))["Item"]
+    assert item["kind"] == {"S": "exporter"}
 
 
 @pytest.mark.parametrize("source_id", sorted(CORRUPT))
@@ -181,7 +197,7 @@ def test_sources_put_with_valid_values_repairs_an_unreadable_record(
     repaired = cli.json("sources", "put", source_id, *GOOD)
 
     assert repaired["start"] == "2026-11-22T10:02:00Z"
-    assert cli.app.state.get_source(source_id).url == "http://127.0.0.1:9/base"
+    assert cli.app.state.sources.get_source(source_id).url == "http://127.0.0.1:9/base"
     (listed,) = cli.json("sources", "list")
     assert "error" not in listed and listed["source_id"] == source_id
 
@@ -198,9 +214,9 @@ def test_an_unreadable_record_says_how_to_repair_it(cli: Cli) -> None:
     for line in (disabled, status, collected["error"]):
         assert "unreadable" in line and "sources put bad" in line, line
     assert collected["error_type"] == "SourceUnreadableError"
-    assert cli.app.state.list_jobs("bad", 1)[0]["error_type"] == "SourceUnreadableError"
+    assert cli.app.state.sync.list_jobs("bad", 1)[0]["error_type"] == "SourceUnreadableError"
     with pytest.raises(SourceUnreadableError):
-        cli.app.state.get_source("bad")
+        cli.app.state.sources.get_source("bad")
     # once put again, disable works
     cli.json("sources", "put", "bad", *GOOD)
     assert cli.json("sources", "disable", "bad")["enabled"] is False
@@ -321,7 +337,7 @@ def test_profiles_put_refuses_money_outside_the_documented_precision(
 ) -> None:
     line = cli.refused("profiles", "put", ACCOUNT, *_profile(*options))
     assert options[0] in line
-    assert cli.app.state.get_profiles([ACCOUNT]) == {}
+    assert cli.app.state.profiles.get_profiles([ACCOUNT]) == {}
 
 
 def test_the_extreme_valid_profile_prices_the_largest_usage_exactly_in_dynamodb(
@@ -331,7 +347,7 @@ def test_the_extreme_valid_profile_prices_the_largest_usage_exactly_in_dynamodb(
     document = cli.json("profiles", "put", ACCOUNT, "--included-bytes", str(2**63),
                         "--price-per-byte", "999999.999999", "--multiplier", "999999",
                         "--pricing-version", "max")
-    profile = cli.app.state.get_profiles([ACCOUNT])[ACCOUNT]
+    profile = cli.app.state.profiles.get_profiles([ACCOUNT])[ACCOUNT]
     assert profile == check_profile(profile)
     assert Decimal(document["price_per_byte"]) == Decimal("999999.999999")
     # WHEN a minute with the largest billable bytes is rated and written
@@ -353,7 +369,7 @@ def test_the_extreme_valid_profile_prices_the_largest_usage_exactly_in_dynamodb(
 def test_profiles_are_stored_in_canonical_form(cli: Cli) -> None:
     document = cli.json("profiles", "put", ACCOUNT, *_profile(
         "--price-per-byte", "0.0000000010", "--multiplier", "1.50"))
-    stored = cli.app.state.get_profiles([ACCOUNT])[ACCOUNT]
+    stored = cli.app.state.profiles.get_profiles([ACCOUNT])[ACCOUNT]
     assert (document["price_per_byte"], document["multiplier"]) == ("0.000000001", "1.5")
     assert stored == BillingProfile(0, Decimal("1E-9"), Decimal("1.5"), "v1")
 
@@ -390,7 +406,7 @@ def test_a_600_kb_error_is_recorded_clipped_and_shown_by_status(cli: Cli) -> Non
                     notes=[f"note {i} " + "y" * 10_000 for i in range(50)])
 
     # WHEN it is recorded
-    cli.app.state.record_result(job, expires_at=NOW + timedelta(days=90))
+    cli.app.state.sync.record_result(job, expires_at=NOW + timedelta(days=90))
 
     # THEN the job history and the source's state have it, clipped
     status = cli.json("status", "s1", "--jobs", "1")
@@ -412,16 +428,16 @@ def test_a_short_job_result_is_stored_unchanged(cli: Cli) -> None:
     job = JobResult(job_id="run-small", job="collect", source_id="s1", started_at=NOW,
                     status=JobStatus.ERROR, finished_at=NOW, error="e" * MAX_ERROR_CHARS,
                     error_type="ExporterError", notes=["n" * MAX_NOTE_CHARS] * MAX_NOTES)
-    cli.app.state.record_result(job, expires_at=NOW + timedelta(days=90))
+    cli.app.state.sync.record_result(job, expires_at=NOW + timedelta(days=90))
 
-    (recorded,) = cli.app.state.list_jobs("s1", 1)
+    (recorded,) = cli.app.state.sync.list_jobs("s1", 1)
     assert recorded["error"] == job.error and recorded["notes"] == job.notes
 
 
 def test_a_fake_store_lists_sources_as_before() -> None:
     """Stores without ``list_source_entries`` (the fakes) still list through list_sources."""
-    from tests.support.fakes import FakeStateStore
+    from tests.support.fakes import fake_state_stores
 
-    state = FakeStateStore()
-    state.put_source(SourceConfig("a", "http://127.0.0.1:9", T0))
+    state = fake_state_stores()
+    state.sources.put_source(SourceConfig("a", "http://127.0.0.1:9", T0))
     assert [d["source_id"] for d in source_documents(state, NOW)] == ["a"]

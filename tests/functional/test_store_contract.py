@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from minutemeter.adapters.dynamo.base import DynamoTable
-from minutemeter.adapters.dynamo.state import DynamoStateStore
+from minutemeter.adapters.dynamo.state import dynamo_state_stores
 from minutemeter.domain.errors import QuotaConflictError, SourceNotFoundError, StoreError
 from minutemeter.domain.model import (
     BillingProfile,
@@ -116,72 +116,72 @@ def test_export_filters_by_account_and_minutes(any_backend: Backend) -> None:
 
 def test_watermark_never_moves_back(any_backend: Backend) -> None:
     state = any_backend.state
-    s1 = state.commit_progress("src", until=T0 + timedelta(minutes=30), node_id="node-a",
-                               baseline_taken_at=T0, at=T0, fence=None)
-    s2 = state.commit_progress("src", until=T0 + timedelta(minutes=15), node_id="node-a",
-                               baseline_taken_at=T0 + timedelta(minutes=1), at=T0, fence=None)
+    s1 = state.sync.commit_progress("src", until=T0 + timedelta(minutes=30), node_id="node-a",
+                                    baseline_taken_at=T0, at=T0, fence=None)
+    s2 = state.sync.commit_progress("src", until=T0 + timedelta(minutes=15), node_id="node-a",
+                                    baseline_taken_at=T0 + timedelta(minutes=1), at=T0, fence=None)
     assert s1.last_completed_until == s2.last_completed_until == T0 + timedelta(minutes=30)
-    assert state.get_state("src").baseline_taken_at == T0  # the first baseline stays
+    assert state.sync.get_state("src").baseline_taken_at == T0  # the first baseline stays
 
 
 def test_checkpoints_never_move_back_in_time(any_backend: Backend) -> None:
     state = any_backend.state
     later = Checkpoint("node-a", ACCOUNT, 5, T0 + timedelta(minutes=2))
     earlier = Checkpoint("node-a", ACCOUNT, 900, T0 + timedelta(minutes=1))
-    assert state.advance_checkpoints("src", [later]) == 1
-    assert state.advance_checkpoints("src", [earlier]) == 0
+    assert state.checkpoints.advance_checkpoints("src", [later]) == 1
+    assert state.checkpoints.advance_checkpoints("src", [earlier]) == 0
     # a reset moves the value down, but only forward in time
     reset = Checkpoint("node-a", ACCOUNT, 1, T0 + timedelta(minutes=3))
-    assert state.advance_checkpoints("src", [reset]) == 1
-    assert state.get_checkpoints("src", "node-a", [ACCOUNT]) == {ACCOUNT: reset}
-    assert state.get_checkpoints("src", "node-b", [ACCOUNT]) == {}
+    assert state.checkpoints.advance_checkpoints("src", [reset]) == 1
+    assert state.checkpoints.get_checkpoints("src", "node-a", [ACCOUNT]) == {ACCOUNT: reset}
+    assert state.checkpoints.get_checkpoints("src", "node-b", [ACCOUNT]) == {}
 
 
 def test_sources_profiles_and_records(any_backend: Backend) -> None:
     state = any_backend.state
     with pytest.raises(SourceNotFoundError):
-        state.get_source("nope")
+        state.sources.get_source("nope")
     source = SourceConfig("src", "http://127.0.0.1:1", T0, node_id="node-a", lag_seconds=90,
                           reset_policy=ResetPolicy.FROM_ZERO, clock_tolerance_seconds=60)
-    state.put_source(source)
-    assert state.get_source("src") == source
-    assert [s.source_id for s in state.list_sources()] == ["src"]
-    state.put_profile(ACCOUNT, PROFILE)
-    assert state.get_profiles([ACCOUNT, "x"]) == {ACCOUNT: PROFILE}
+    state.sources.put_source(source)
+    assert state.sources.get_source("src") == source
+    assert [s.source_id for s in state.sources.list_sources()] == ["src"]
+    state.profiles.put_profile(ACCOUNT, PROFILE)
+    assert state.profiles.get_profiles([ACCOUNT, "x"]) == {ACCOUNT: PROFILE}
     quarantined = Quarantined("account_id_invalid", "2026-11-22T10:00:00Z", "nope", "{}", "d1")
     reset = ResetEvent("node-a", ACCOUNT, T0, 10, 1, ResetPolicy.SKIP, 0)
     for _ in range(2):  # idempotent
-        state.put_records("src", quarantined=[quarantined], resets=[reset], run_id="r",
-                          at=T0, expires_at=T0 + timedelta(days=1))
-    assert [r["reason"] for r in state.list_records("src", "quarantine", 10)] == [
+        state.records.put_records("src", quarantined=[quarantined], resets=[reset], run_id="r",
+                                  at=T0, expires_at=T0 + timedelta(days=1))
+    assert [r["reason"] for r in state.records.list_records("src", "quarantine", 10)] == [
         "account_id_invalid"
     ]
-    assert [r["previous_bytes"] for r in state.list_records("src", "reset", 10)] == [10]
+    assert [r["previous_bytes"] for r in state.records.list_records("src", "reset", 10)] == [10]
 
 
 def test_job_results_update_sync_state(any_backend: Backend) -> None:
     state = any_backend.state
     failed = JobResult("j1", "collect", "src", T0, status=JobStatus.ERROR, error="boom",
                        finished_at=T0)
-    state.record_result(failed, expires_at=T0 + timedelta(days=1))
-    state.record_result(failed, expires_at=T0 + timedelta(days=1))
-    sync = state.get_state("src")
+    state.sync.record_result(failed, expires_at=T0 + timedelta(days=1))
+    state.sync.record_result(failed, expires_at=T0 + timedelta(days=1))
+    sync = state.sync.get_state("src")
     assert (sync.consecutive_failures, sync.last_error) == (2, "boom")
     ok = JobResult("j2", "collect", "src", T0 + timedelta(minutes=1), written_minutes=3,
                    finished_at=T0 + timedelta(minutes=1))
-    state.record_result(ok, expires_at=T0 + timedelta(days=1))
-    sync = state.get_state("src")
+    state.sync.record_result(ok, expires_at=T0 + timedelta(days=1))
+    sync = state.sync.get_state("src")
     assert sync.consecutive_failures == 0
     assert sync.last_success_at == T0 + timedelta(minutes=1)
     assert sync.last_job is not None and sync.last_job["written_minutes"] == 3
-    assert [j["job_id"] for j in state.list_jobs("src", 5)] == ["j2", "j1"]
+    assert [j["job_id"] for j in state.sync.list_jobs("src", 5)] == ["j2", "j1"]
 
 
 def test_engine_failures_surface_as_store_errors(dynamo: Backend) -> None:
     # GIVEN adapters on a table that does not exist (a misconfigured table name)
-    missing = DynamoStateStore(DynamoTable(dynamo.client, "no-such-table"))
+    missing = dynamo_state_stores(DynamoTable(dynamo.client, "no-such-table"))
     # THEN every call fails with the typed error, naming the operation and the table
     with pytest.raises(StoreError, match="get_item on no-such-table failed: ResourceNotFound"):
-        missing.get_state("src")
+        missing.sync.get_state("src")
     with pytest.raises(StoreError, match="no-such-table"):
-        missing.list_sources()
+        missing.sources.list_sources()

@@ -74,16 +74,16 @@ def _setup(ddb_local: DynamoDBLocal, exporter_url: str) -> tuple[Backend, Crashi
     crashing = CrashingClient(ddb_local.client())
     backend = dynamo_backend("ddblocal", crashing)
     source = SourceConfig("s1", exporter_url, T0 + timedelta(minutes=1), max_window_seconds=1200)
-    backend.state.put_source(source)
+    backend.state.sources.put_source(source)
     profile = BillingProfile(INCLUDED, Decimal("0.000000001"), Decimal("2"), "v1")
     for account in ACCOUNTS:
-        backend.state.put_profile(account, profile)
+        backend.state.profiles.put_profile(account, profile)
     crashing.writes = 0
     return backend, crashing
 
 
 def _check_exactly_once(backend: Backend, counters: SyntheticCounters) -> None:
-    source = backend.state.get_source("s1")
+    source = backend.state.sources.get_source("s1")
     mark = watermark(backend, source)
     truth = expected_usage(counters.history(mark), start=source.start, until=mark)
     entries = exported(backend, "s1")

@@ -56,8 +56,8 @@ def _served(history: History) -> tuple[StaticHistory, History, datetime]:
 def _setup(ddb_local: DynamoDBLocal, url: str) -> tuple[Backend, CrashingClient]:
     crashing = CrashingClient(ddb_local.client())
     backend = dynamo_backend("ddblocal", crashing)
-    backend.state.put_source(SourceConfig("s1", url, START, node_id="node-a", lag_seconds=0,
-                                          max_window_seconds=600))
+    backend.state.sources.put_source(SourceConfig("s1", url, START, node_id="node-a", lag_seconds=0,
+                                                  max_window_seconds=600))
     return backend, crashing
 
 
@@ -65,7 +65,8 @@ def _before_the_rename(backend: Backend, exporter: SampleExporter) -> None:
     exporter.node_id = "node-a"
     run_until_caught_up(deps_for(backend, FakeClock(SWITCH), heartbeat=False), "s1")
     exporter.node_id = "node-b"
-    backend.state.put_source(replace(backend.state.get_source("s1"), node_id="node-b"))
+    sources = backend.state.sources
+    sources.put_source(replace(sources.get_source("s1"), node_id="node-b"))
 
 
 def _check(backend: Backend, history: History, other: History, doubled: datetime) -> None:

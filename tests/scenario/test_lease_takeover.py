@@ -45,8 +45,8 @@ def test_a_paused_runner_cannot_commit_after_a_takeover(
         return None
 
     with SampleExporter(counters, fault=hold_first_request) as exporter:
-        backend.state.put_source(SourceConfig("s1", exporter.url, T0 + timedelta(minutes=1),
-                                              max_window_seconds=900, lease_seconds=LEASE))
+        backend.state.sources.put_source(SourceConfig("s1", exporter.url, T0 + timedelta(minutes=1),
+                                                      max_window_seconds=900, lease_seconds=LEASE))
         clock_a = FakeClock(NOW)
         results: list[JobResult] = []
         runner_a = threading.Thread(
@@ -59,7 +59,7 @@ def test_a_paused_runner_cannot_commit_after_a_takeover(
         # A is stuck on its first page. B's clock is past A's lease plus the margin.
         clock_b = FakeClock(NOW + timedelta(seconds=LEASE + 3))
         jobs_b = run_until_caught_up(deps_for(backend, clock_b), "s1")
-        mark_b = backend.state.get_state("s1").last_completed_until
+        mark_b = backend.state.sync.get_state("s1").last_completed_until
         if a_notices_the_pause:
             clock_a.advance(LEASE + 3)  # A's monotonic clock saw the pause
         wake_a.set()
@@ -68,11 +68,11 @@ def test_a_paused_runner_cannot_commit_after_a_takeover(
     # THEN A failed with LeaseLost, and B's progress stands
     assert job_a.status is JobStatus.ERROR and job_a.error_type == "LeaseLostError"
     assert all(job.status is JobStatus.OK for job in jobs_b)
-    state = backend.state.get_state("s1")
+    state = backend.state.sync.get_state("s1")
     assert state.last_completed_until == mark_b
     assert state.last_job is not None and state.last_job["job_id"] == jobs_b[-1].job_id
     assert state.consecutive_failures == 0  # A's failure did not touch B's sync state
-    assert any(j["job_id"] == job_a.job_id for j in backend.state.list_jobs("s1", 20))
+    assert any(j["job_id"] == job_a.job_id for j in backend.state.sync.list_jobs("s1", 20))
     assert mark_b is not None
     truth = expected_usage(counters.history(mark_b), start=T0 + timedelta(minutes=1), until=mark_b)
     assert ledger_usage(exported(backend, "s1")) == truth

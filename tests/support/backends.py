@@ -9,8 +9,8 @@ from typing import Any
 from minutemeter.adapters.dynamo.base import CapacityMeter, DynamoTable
 from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore
 from minutemeter.adapters.dynamo.schema import create_tables
-from minutemeter.adapters.dynamo.state import DynamoStateStore
-from minutemeter.ports import LedgerStore, StateStore
+from minutemeter.adapters.dynamo.state import dynamo_state_stores
+from minutemeter.ports import LedgerStore, StateStores
 from minutemeter.settings import Settings
 
 
@@ -18,7 +18,7 @@ from minutemeter.settings import Settings
 class Backend:
     name: str
     ledger: LedgerStore
-    state: StateStore
+    state: StateStores  # one store per aggregate of the state table
     settings: Settings
     client: Any = None
     meter: CapacityMeter | None = None
@@ -33,7 +33,7 @@ def dynamo_backend(name: str, client: Any, **settings: Any) -> Backend:
     return Backend(
         name=name,
         ledger=DynamoLedgerStore(DynamoTable(client, config.ledger_table, meter)),
-        state=DynamoStateStore(DynamoTable(client, config.state_table, meter)),
+        state=dynamo_state_stores(DynamoTable(client, config.state_table, meter)),
         settings=config,
         client=client,
         meter=meter,

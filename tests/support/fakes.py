@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from minutemeter.adapters.dynamo.state import job_to_dict
+from minutemeter.adapters.dynamo.state.items import job_to_dict
 from minutemeter.domain.errors import (
     LeaseHeldError,
     LeaseLostError,
@@ -18,6 +18,7 @@ from minutemeter.domain.errors import (
 )
 from minutemeter.domain.ids import entry_ref
 from minutemeter.domain.lease import lease_until, may_take_over
+from minutemeter.domain.marks import Marks
 from minutemeter.domain.model import (
     BillingProfile,
     BucketRef,
@@ -33,7 +34,7 @@ from minutemeter.domain.model import (
     SourceConfig,
     SyncState,
 )
-from minutemeter.ports import LeaseGrant, LedgerFilter, PutOutcome
+from minutemeter.ports import LeaseGrant, LedgerFilter, PutOutcome, StateStores
 
 
 class FakeLedgerStore:
@@ -43,22 +44,32 @@ class FakeLedgerStore:
         self.writes = 0
         self._lock = threading.Lock()
 
-    def get_quota(self, account_id: str, month: str) -> QuotaState:
+    def get_quota(self, account_id: str, month: str, *, consistent: bool = True) -> QuotaState:
         with self._lock:
             return self.quotas.get((account_id, month), QuotaState(account_id, month))
 
-    def reserve_quota(self, plan: QuotaPlan, *, expected_version: int, new_used: int) -> None:
+    def reserve_quota(
+        self,
+        plan: QuotaPlan,
+        *,
+        expected_version: int,
+        new_used: int,
+        marks: Marks | None = None,
+    ) -> None:
         with self._lock:
             key = (plan.account_id, plan.month)
-            current = self.quotas.get(key, QuotaState(plan.account_id, plan.month))
+            current = self.quotas.get(key, QuotaState(plan.account_id, plan.month, marks=None))
             if current.version != expected_version:
                 raise QuotaConflictError(f"version {current.version} != {expected_version}")
             self.quotas[key] = QuotaState(
-                plan.account_id, plan.month, new_used, expected_version + 1, plan
+                plan.account_id, plan.month, new_used, expected_version + 1, plan,
+                marks=current.marks if marks is None else dict(marks),
             )
             self.writes += 1
 
-    def existing_buckets(self, refs: Sequence[BucketRef]) -> set[BucketRef]:
+    def existing_buckets(
+        self, refs: Sequence[BucketRef], *, consistent: bool = True
+    ) -> set[BucketRef]:
         with self._lock:
             return {r for r in refs if r in self.entries}
 
@@ -113,21 +124,11 @@ class FakeLedgerStore:
             yield entry
 
 
-class FakeStateStore:
+class FakeSourceStore:
+    """:class:`minutemeter.ports.SourceStore` in memory (it never holds an unreadable record)."""
+
     def __init__(self) -> None:
         self.sources: dict[str, SourceConfig] = {}
-        self.states: dict[str, SyncState] = {}
-        self.checkpoints: dict[tuple[str, str, str], Checkpoint] = {}
-        self.profiles: dict[str, BillingProfile] = {}
-        self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.jobs: dict[str, dict[str, dict[str, Any]]] = {}
-        self.leases: dict[str, LeaseGrant] = {}
-        self.verdict: ClockVerdict | None = None
-        self.reconcile_progress: dict[tuple[str, str], datetime] = {}
-        self.reconciles: dict[str, dict[str, dict[str, object]]] = {}
-        self.reconciled_accounts: dict[str, set[str]] = {}
-        self.tokens: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def put_source(self, source: SourceConfig) -> None:
         self.sources[source.source_id] = source
@@ -140,6 +141,19 @@ class FakeStateStore:
     def list_sources(self) -> list[SourceConfig]:
         return [self.sources[k] for k in sorted(self.sources)]
 
+
+class FakeSyncStore:
+    """:class:`minutemeter.ports.SyncStore` in memory. As in the DynamoDB adapter, state, lease
+    and token are one record per source: ``lock`` and :meth:`check_fence` are shared with the
+    :class:`FakeCheckpointStore` that fences on this store's tokens."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, SyncState] = {}
+        self.jobs: dict[str, dict[str, dict[str, Any]]] = {}
+        self.leases: dict[str, LeaseGrant] = {}
+        self.tokens: dict[str, int] = {}
+        self.lock = threading.Lock()
+
     def get_state(self, source_id: str) -> SyncState:
         return self.states.get(source_id, SyncState(source_id))
 
@@ -148,7 +162,7 @@ class FakeStateStore:
         self, source_id: str, holder: str, *, now: datetime, lease_seconds: int,
         margin_seconds: float,
     ) -> LeaseGrant:
-        with self._lock:
+        with self.lock:
             current = self.leases.get(source_id)
             if current is not None and not may_take_over(current.until, now, margin_seconds):
                 raise LeaseHeldError(source_id, current.holder, current.until.isoformat())
@@ -159,7 +173,7 @@ class FakeStateStore:
             return grant
 
     def renew_lease(self, grant: LeaseGrant, *, now: datetime, lease_seconds: int) -> LeaseGrant:
-        with self._lock:
+        with self.lock:
             current = self.leases.get(grant.source_id)
             if current is None or (current.token, current.holder) != (grant.token, grant.holder):
                 raise LeaseLostError(grant.source_id, grant.token, "renewal refused")
@@ -168,7 +182,7 @@ class FakeStateStore:
             return renewed
 
     def release_lease(self, grant: LeaseGrant) -> bool:
-        with self._lock:
+        with self.lock:
             current = self.leases.get(grant.source_id)
             if current is None or (current.token, current.holder) != (grant.token, grant.holder):
                 return False
@@ -178,17 +192,19 @@ class FakeStateStore:
     def get_lease(self, source_id: str) -> LeaseGrant | None:
         return self.leases.get(source_id)
 
-    def _fence(self, source_id: str, fence: int | None, detail: str) -> None:
+    def check_fence(self, source_id: str, fence: int | None, detail: str) -> None:
+        """Raise LeaseLostError unless ``fence`` is None or the current token (hold ``lock``)."""
         if fence is not None and self.tokens.get(source_id) != fence:
             raise LeaseLostError(source_id, fence, detail)
 
+    # -- sync state and job results -------------------------------------------------------------
     def commit_progress(
         self, source_id: str, *, until: datetime, node_id: str,
         baseline_taken_at: datetime | None, at: datetime, fence: int | None,
         env: str | None = None, rebaseline: bool = False,
     ) -> SyncState:
-        with self._lock:
-            self._fence(source_id, fence, "watermark not moved")
+        with self.lock:
+            self.check_fence(source_id, fence, "watermark not moved")
             state = self.get_state(source_id)
             mark = state.last_completed_until
             if mark is not None and mark > until:
@@ -207,13 +223,13 @@ class FakeStateStore:
         self, job: JobResult, *, expires_at: datetime, fence: int | None = None,
         health_buckets: Mapping[int, tuple[int, int]] | None = None,
     ) -> None:
-        with self._lock:
+        with self.lock:
             summary = job_to_dict(job)
             key = f"{summary['started_at']}#{job.job_id}"
             self.jobs.setdefault(job.source_id, {})[key] = summary
             if job.status is JobStatus.SKIPPED:
                 return
-            self._fence(job.source_id, fence, "sync state not updated")
+            self.check_fence(job.source_id, fence, "sync state not updated")
             state = self.get_state(job.source_id)
             at = job.finished_at or job.started_at
             if job.status is JobStatus.ERROR:
@@ -230,10 +246,18 @@ class FakeStateStore:
         jobs = self.jobs.get(source_id, {})
         return [jobs[k] for k in sorted(jobs, reverse=True)][:limit]
 
+
+class FakeCheckpointStore:
+    """:class:`minutemeter.ports.CheckpointStore` in memory, fenced on ``sync``'s tokens."""
+
+    def __init__(self, sync: FakeSyncStore) -> None:
+        self.sync = sync
+        self.checkpoints: dict[tuple[str, str, str], Checkpoint] = {}
+
     def get_checkpoints(
         self, source_id: str, node_id: str, account_ids: Iterable[str]
     ) -> dict[str, Checkpoint]:
-        with self._lock:
+        with self.sync.lock:
             return {
                 a: self.checkpoints[(source_id, node_id, a)]
                 for a in account_ids
@@ -241,15 +265,15 @@ class FakeStateStore:
             }
 
     def list_checkpoints(self, source_id: str) -> list[Checkpoint]:
-        with self._lock:
+        with self.sync.lock:
             return [cp for key, cp in self.checkpoints.items() if key[0] == source_id]
 
     def advance_checkpoints(
         self, source_id: str, checkpoints: Iterable[Checkpoint], *, fence: int | None = None
     ) -> int:
         moved = 0
-        with self._lock:
-            self._fence(source_id, fence, "checkpoints not moved")
+        with self.sync.lock:
+            self.sync.check_fence(source_id, fence, "checkpoints not moved")
             for cp in checkpoints:
                 key = (source_id, cp.node_id, cp.account_id)
                 current = self.checkpoints.get(key)
@@ -258,11 +282,26 @@ class FakeStateStore:
                     moved += 1
         return moved
 
+
+class FakeProfileStore:
+    """:class:`minutemeter.ports.ProfileStore` in memory."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, BillingProfile] = {}
+
     def get_profiles(self, account_ids: Iterable[str]) -> Mapping[str, BillingProfile]:
         return {a: self.profiles[a] for a in account_ids if a in self.profiles}
 
     def put_profile(self, account_id: str, profile: BillingProfile) -> None:
         self.profiles[account_id] = profile
+
+
+class FakeRecordStore:
+    """:class:`minutemeter.ports.RecordStore` in memory (records never expire here)."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
 
     def put_records(
         self, source_id: str, *, quarantined: Sequence[Quarantined],
@@ -280,6 +319,20 @@ class FakeStateStore:
                     "current_bytes": r.current_bytes, "policy": r.policy.value,
                     "billed_bytes": r.billed_bytes, "run_id": run_id,
                 }
+
+    def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]:
+        keys = sorted((k for k in self.records if k[0] == source_id and k[1] == kind),
+                      reverse=True)
+        return [dict(self.records[k]) for k in keys[:limit]]
+
+
+class FakeReconcileStore:
+    """:class:`minutemeter.ports.ReconcileStore` in memory."""
+
+    def __init__(self) -> None:
+        self.reconcile_progress: dict[tuple[str, str], datetime] = {}
+        self.reconciles: dict[str, dict[str, dict[str, object]]] = {}
+        self.reconciled_accounts: dict[str, set[str]] = {}
 
     def get_reconcile_progress(self, source_id: str, reconcile_id: str) -> datetime | None:
         return self.reconcile_progress.get((source_id, reconcile_id))
@@ -301,13 +354,29 @@ class FakeStateStore:
         runs = self.reconciles.get(source_id, {})
         return [runs[k] for k in sorted(runs, reverse=True)][:limit]
 
+
+class FakeClockVerdictStore:
+    """:class:`minutemeter.ports.ClockVerdictStore` in memory."""
+
+    def __init__(self) -> None:
+        self.verdict: ClockVerdict | None = None
+
     def put_clock_verdict(self, verdict: ClockVerdict) -> None:
         self.verdict = verdict
 
     def get_clock_verdict(self) -> ClockVerdict | None:
         return self.verdict
 
-    def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]:
-        keys = sorted((k for k in self.records if k[0] == source_id and k[1] == kind),
-                      reverse=True)
-        return [dict(self.records[k]) for k in keys[:limit]]
+
+def fake_state_stores() -> StateStores:
+    """Every store of the state table in memory; checkpoints fence on the sync store's tokens."""
+    sync = FakeSyncStore()
+    return StateStores(
+        sources=FakeSourceStore(),
+        sync=sync,
+        checkpoints=FakeCheckpointStore(sync),
+        profiles=FakeProfileStore(),
+        records=FakeRecordStore(),
+        reconciles=FakeReconcileStore(),
+        verdicts=FakeClockVerdictStore(),
+    )

@@ -10,29 +10,36 @@ from datetime import datetime
 from typing import Any
 
 from minutemeter.adapters.exporter_http import HttpExporter
-from minutemeter.domain.model import JobResult, JobStatus, LedgerEntry, SourceConfig
+from minutemeter.adapters.exporter_reader import ExporterReader
+from minutemeter.domain.model import JobResult, JobStatus, LedgerEntry, SourceConfig, SourceKind
 from minutemeter.domain.timeutil import format_second
 from minutemeter.ports import Clock, LedgerFilter
-from minutemeter.service.collect import CollectDeps, collect_source
+from minutemeter.service.collect import BillingDeps, collect_source
 from tests.support.backends import Backend
 
 
 def deps_for(
     backend: Backend, clock: Clock, *, heartbeat: bool = True, **settings: Any
-) -> CollectDeps:
+) -> BillingDeps:
     if backend.name == "moto":
         settings["commit_concurrency"] = 1  # moto is not thread-safe (see tests/conftest.py)
-    return CollectDeps(
+    return BillingDeps(
         settings=replace(backend.settings, **settings),
         clock=clock,
-        exporter=HttpExporter(timeout_seconds=5, retries=2),
+        readers={SourceKind.EXPORTER: ExporterReader(HttpExporter(timeout_seconds=5, retries=2))},
         ledger=backend.ledger,
-        state=backend.state,
+        sources=backend.state.sources,
+        sync=backend.state.sync,
+        checkpoints=backend.state.checkpoints,
+        profiles=backend.state.profiles,
+        records=backend.state.records,
+        reconciles=backend.state.reconciles,
+        verdicts=backend.state.verdicts,
         lease_heartbeat=heartbeat,
     )
 
 
-def run_until_caught_up(deps: CollectDeps, source_id: str, limit: int = 200) -> list[JobResult]:
+def run_until_caught_up(deps: BillingDeps, source_id: str, limit: int = 200) -> list[JobResult]:
     """Runs until caught up or failed; a run skipped because another holds the lease is
     retried after a short real pause."""
     jobs = []
@@ -64,7 +71,7 @@ def exported(backend: Backend, source_id: str) -> list[LedgerEntry]:
 
 
 def watermark(backend: Backend, source: SourceConfig) -> datetime:
-    mark = backend.state.get_state(source.source_id).last_completed_until
+    mark = backend.state.sync.get_state(source.source_id).last_completed_until
     assert mark is not None
     return mark
 

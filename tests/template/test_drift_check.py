@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from minutemeter.adapters.dynamo.state import VERDICT_KEY
+from minutemeter.adapters.dynamo.state.keys import VERDICT_KEY
 from minutemeter.settings import Settings
 from tests.template import sam_expand
 from tests.template.tools import REPO, as_list

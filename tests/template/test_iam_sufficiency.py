@@ -99,25 +99,27 @@ def _run_everything() -> dict[str, set[tuple[str, str, str | None]]]:
                                 clock=FakeClock(T0 + timedelta(minutes=40)), session=session)
                 app = replace(app, dynamodb=recorder)
                 app.ledger.table.client = recorder
-                app.state.table.client = recorder
+                state_table = app.state.sources.table  # one DynamoTable under every state store
+                state_table.client = recorder
                 if function == "CollectorFunction":
-                    app.state.table.client = raw  # arranging the source is the operator's
-                    app.state.put_source(SourceConfig("s1", exporter.url,
-                                                      T0 + timedelta(minutes=1)))
-                    app.state.table.client = recorder
+                    state_table.client = raw  # arranging the source is the operator's
+                    app.state.sources.put_source(SourceConfig("s1", exporter.url,
+                                                              T0 + timedelta(minutes=1)))
+                    state_table.client = recorder
                     for _ in range(3):
-                        collect_source(app.collect_deps, "s1")
+                        collect_source(app.billing_deps, "s1")
                 elif function == "ApiFunction":
                     exporter.fault = _shifted  # history changed: the confirm writes corrections
                     request = ReconcileRequest("s1", T0 + timedelta(minutes=5),
                                                T0 + timedelta(minutes=30), False, "arn:test")
-                    assert reconcile(app.collect_deps, request).corrections_written > 0
-                    source_document(app.state, app.state.get_source("s1"),
+                    assert reconcile(app.billing_deps, request).corrections_written > 0
+                    source_document(app.state, app.state.sources.get_source("s1"),
                                     T0 + timedelta(minutes=40))
                     status_document(app.state, T0 + timedelta(minutes=40))
                     check_health(app.state, app.ledger, app.settings, T0 + timedelta(minutes=40))
                 else:
-                    app.state.put_clock_verdict(ClockVerdict(T0, "ok", Decimal(1), Decimal(1), 3))
+                    app.state.verdicts.put_clock_verdict(ClockVerdict(T0, "ok", Decimal(1),
+                                                                      Decimal(1), 3))
                 calls[function] = recorder.calls
     return calls
 

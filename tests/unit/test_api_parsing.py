@@ -22,14 +22,15 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from minutemeter.adapters.dynamo.base import CapacityMeter
+from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.bootstrap import App
 from minutemeter.domain.errors import InputError
-from minutemeter.domain.model import Page, SourceConfig, Window
+from minutemeter.domain.model import Page, SourceConfig, SourceKind, Window
 from minutemeter.service.operations import MalformedRequestError
 from minutemeter.service.reconcile import MAX_WINDOW, ReconcileRequest
 from minutemeter.settings import Settings
 from tests.support.clock import FakeClock
-from tests.support.fakes import FakeLedgerStore, FakeStateStore
+from tests.support.fakes import FakeLedgerStore, fake_state_stores
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -251,13 +252,15 @@ class EmptyExporter:
 
 @pytest.fixture(scope="module")
 def fake_app() -> Iterator[App]:
-    state = FakeStateStore()
-    state.put_source(SourceConfig("demo", "http://127.0.0.1:9", T0 + timedelta(minutes=1)))
-    state.commit_progress("demo", until=T0 + timedelta(minutes=49), node_id="node-a",
-                          baseline_taken_at=T0 + timedelta(minutes=1), at=T0, fence=None)
+    state = fake_state_stores()
+    state.sources.put_source(SourceConfig("demo", "http://127.0.0.1:9",
+                                          T0 + timedelta(minutes=1)))
+    state.sync.commit_progress("demo", until=T0 + timedelta(minutes=49), node_id="node-a",
+                               baseline_taken_at=T0 + timedelta(minutes=1), at=T0, fence=None)
     app = App(settings=Settings(), clock=FakeClock(T0 + timedelta(days=3)), dynamodb=None,
               meter=CapacityMeter(), ledger=FakeLedgerStore(),  # type: ignore[arg-type]
-              state=state, exporter=EmptyExporter())  # type: ignore[arg-type]
+              state=state,
+              readers={SourceKind.EXPORTER: ExporterReader(EmptyExporter())})
     previous, api._app = api._app, app
     yield app
     api._app = previous

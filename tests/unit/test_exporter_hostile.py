@@ -23,10 +23,12 @@ import pytest
 
 from minutemeter.adapters import exporter_http
 from minutemeter.adapters.exporter_http import MAX_RETRY_SLEEP_SECONDS, HttpExporter
+from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.domain.errors import DeadlineError, ExporterError, SourceProtocolError
 from minutemeter.domain.exporter_errors import BodyTooLargeError
 from minutemeter.domain.model import SourceConfig, Window
 from minutemeter.local.ddb import free_port
+from minutemeter.ports import CounterIdentity
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 WINDOW = Window(T0, T0 + timedelta(minutes=15))
@@ -167,6 +169,30 @@ def test_the_read_timeout_never_exceeds_the_time_left(
     server = serve(stall)
     _, elapsed = _fetch_within_deadline(_client(retries=0, timeout=30.0), server.url)
     assert elapsed < SLACK_LIMIT_SECONDS
+
+
+def test_the_reader_hands_each_request_its_time_left_and_stops_at_the_deadline(
+    serve: Callable[[Script], ScriptedServer], stop: threading.Event
+) -> None:
+    # GIVEN an exporter whose body trickles, read through the exporter kind's reader
+    def trickle(handler: BaseHTTPRequestHandler, number: int) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        while not stop.is_set():
+            handler.wfile.write(b" ")
+            stop.wait(2.0)
+
+    server = serve(trickle)
+    read = ExporterReader(_client(retries=3, timeout=5.0)).read(
+        _source(server.url), CounterIdentity(node_id=None, env=None), WINDOW,
+        before_request=lambda: None, time_left=lambda: DEADLINE_SECONDS)
+    started = time.monotonic()
+    # WHEN it is read, THEN the deadline holds there too
+    with pytest.raises(DeadlineError):
+        list(read)
+    assert time.monotonic() - started < SLACK_LIMIT_SECONDS
+    assert len(server.paths) == 1 and read.pages == 0
 
 
 def test_a_deadline_already_passed_sends_no_request(

@@ -18,6 +18,7 @@ import pytest
 
 from minutemeter.adapters import exporter_http
 from minutemeter.adapters.exporter_http import HttpExporter
+from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.domain.errors import ExporterError, SourceProtocolError
 from minutemeter.domain.model import RawSnapshot, SourceConfig, Window
 from minutemeter.local.ddb import free_port
@@ -28,6 +29,7 @@ from minutemeter.local.exporter import (
     account_ids,
     rfc3339,
 )
+from minutemeter.ports import CounterIdentity
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 WINDOW = Window(T0, T0 + timedelta(minutes=15))
@@ -123,6 +125,42 @@ def test_the_cursor_fetches_the_next_page(exporter: SampleExporter) -> None:
     ]
     assert second.has_more is False and second.next_cursor == ""
     assert second.digest != first.digest
+
+
+def test_the_reader_pages_through_the_window_over_http(exporter: SampleExporter) -> None:
+    read = ExporterReader(_client()).read(
+        _source(exporter.url), CounterIdentity(node_id=None, env=None), WINDOW,
+        before_request=lambda: None, time_left=lambda: 5.0)
+
+    batches = [[s.taken_at for s in batch] for batch in read]
+
+    assert batches == [
+        ["2026-11-22T10:00:15.000Z", "2026-11-22T10:00:30.000Z", "2026-11-22T10:00:45.000Z"],
+        ["2026-11-22T10:01:00.000Z", "2026-11-22T10:01:15.000Z"],
+    ]
+    assert (read.node_id, read.env, read.pages) == ("node-a", "prod", 2)
+    assert [r.get("cursor") for r in exporter.requests] == [None, "2026-11-22T10:01:00.000Z"]
+
+
+def test_the_reader_refuses_an_exporter_that_repeats_its_page(exporter: SampleExporter) -> None:
+    # GIVEN an exporter that answers every request with its first page (has_more, cursor)
+    first: list[bytes] = []
+
+    def repeat(number: int, query: Mapping[str, str], document: dict[str, Any]) -> Any:
+        if not first:
+            first.append(json.dumps(document).encode())
+        return 200, first[0]
+
+    exporter.fault = repeat
+    read = ExporterReader(_client()).read(
+        _source(exporter.url), CounterIdentity(node_id="node-a", env="prod"), WINDOW,
+        before_request=lambda: None, time_left=lambda: None)
+
+    # WHEN the window is read, THEN the adapter refuses the repeat itself
+    with pytest.raises(SourceProtocolError) as caught:
+        list(read)
+    assert caught.value.field == "page"
+    assert len(exporter.requests) == 2
 
 
 def test_query_is_second_precision_rfc3339_and_the_cursor_is_passed_through(

@@ -19,7 +19,7 @@ from minutemeter.domain.errors import LeaseLostError
 from minutemeter.domain.lease import heartbeat_interval
 from minutemeter.service.lease import LeaseKeeper
 from tests.support.clock import FakeBudget, FakeClock
-from tests.support.fakes import FakeStateStore
+from tests.support.fakes import FakeSyncStore
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 LEASE = 3
@@ -37,14 +37,14 @@ def _eventually(condition: Callable[[], bool], within: float = 10 * BEAT) -> boo
     return condition()
 
 
-def _keeper(store: FakeStateStore, clock: FakeClock, budget: FakeBudget | None) -> LeaseKeeper:
+def _keeper(store: FakeSyncStore, clock: FakeClock, budget: FakeBudget | None) -> LeaseKeeper:
     return LeaseKeeper(store, clock, "src", "runner-a", lease_seconds=LEASE,
                        margin_seconds=MARGIN, budget=budget)
 
 
 @pytest.mark.parametrize("remaining", [None, 30.0])
 def test_the_heartbeat_renews_while_there_is_budget_or_none(remaining: float | None) -> None:
-    store, clock = FakeStateStore(), FakeClock(T0)
+    store, clock = FakeSyncStore(), FakeClock(T0)
     keeper = _keeper(store, clock, FakeBudget(remaining))
     keeper.acquire()
     try:
@@ -56,7 +56,7 @@ def test_the_heartbeat_renews_while_there_is_budget_or_none(remaining: float | N
 
 def test_the_heartbeat_stops_renewing_once_the_budget_is_spent() -> None:
     # GIVEN runner A holding the lease, its heartbeat renewing it
-    store, clock, budget = FakeStateStore(), FakeClock(T0), FakeBudget(30.0)
+    store, clock, budget = FakeSyncStore(), FakeClock(T0), FakeBudget(30.0)
     keeper = _keeper(store, clock, budget)
     keeper.acquire()
     try:
@@ -88,7 +88,7 @@ def test_the_heartbeat_stops_renewing_once_the_budget_is_spent() -> None:
 
 
 def test_a_negative_remaining_budget_counts_as_spent() -> None:
-    store, clock, budget = FakeStateStore(), FakeClock(T0), FakeBudget(-5.0)
+    store, clock, budget = FakeSyncStore(), FakeClock(T0), FakeBudget(-5.0)
     keeper = _keeper(store, clock, budget)
     grant = keeper.acquire()
     try:

@@ -1,5 +1,6 @@
 """The window API's paging rules: ``PageSequence`` accepts a well-behaved fetch and names the
-field of every contract violation in ``SourceProtocolError``."""
+field of every contract violation in ``SourceProtocolError``; ``IdentityCheck`` (every kind's
+identity rule) and the page bound on their own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import pytest
 
 from minutemeter.domain.errors import ExporterError, SourceProtocolError
 from minutemeter.domain.model import Page
-from minutemeter.domain.protocol import PageSequence
+from minutemeter.domain.protocol import (
+    MAX_PAGES_PER_WINDOW,
+    IdentityCheck,
+    PageSequence,
+    check_page_count,
+)
 
 _digests = itertools.count()
 
@@ -188,3 +194,29 @@ def test_cursor_out_of_datetime_range_is_a_protocol_error() -> None:
         configured().accept(page(cursor="9999-12-31T23:59:59-01:00"))
 
     assert caught.value.field == "next_cursor"
+
+
+def test_the_identity_check_learns_each_unknown_part_once() -> None:
+    check = IdentityCheck(expected_node=None, expected_env="prod")
+    check.check("node-x", "prod")
+
+    assert (check.node_id, check.env) == ("node-x", "prod")
+    with pytest.raises(SourceProtocolError) as node_error:
+        check.check("node-y", "prod")
+    assert (node_error.value.field, node_error.value.value) == ("node_id", "node-y")
+    assert "--node-id" in str(node_error.value)
+    with pytest.raises(SourceProtocolError) as env_error:
+        check.check("node-x", "dev")
+    assert (env_error.value.field, env_error.value.value) == ("env", "dev")
+    assert "--env" in str(env_error.value)
+
+
+def test_a_read_may_take_max_pages_per_window_pages_and_no_more() -> None:
+    check_page_count(MAX_PAGES_PER_WINDOW - 1)  # one more page is fine
+
+    with pytest.raises(SourceProtocolError, match=f"more than {MAX_PAGES_PER_WINDOW} pages") as (
+        caught
+    ):
+        check_page_count(MAX_PAGES_PER_WINDOW)
+    assert caught.value.field == "page"
+    assert MAX_PAGES_PER_WINDOW == 10_000

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +12,14 @@ from botocore.config import Config
 
 from minutemeter.adapters.dynamo.base import CapacityMeter, DynamoTable
 from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore
-from minutemeter.adapters.dynamo.state import DynamoStateStore
-from minutemeter.adapters.exporter_http import HttpExporter
+from minutemeter.adapters.dynamo.state import dynamo_state_stores
+from minutemeter.adapters.exporter_http import HttpExporter, TokenLookup
+from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.adapters.secrets import SecretTokenLookup
 from minutemeter.adapters.system import SystemClock
-from minutemeter.ports import Clock, Exporter
-from minutemeter.service.collect import CollectDeps
+from minutemeter.domain.model import SourceKind
+from minutemeter.ports import Clock, CounterReader, LedgerStore, SourceReaders, StateStores
+from minutemeter.service.collect import BillingDeps
 from minutemeter.settings import Settings, load_settings
 from minutemeter.stack import StackOutputs, describe_stack, settings_for_stack
 
@@ -30,25 +32,71 @@ DEFAULT_RETRIES = 5
 
 @dataclass(frozen=True)
 class App:
-    """Everything a handler or a CLI command needs, created once."""
+    """Everything a handler or a CLI command needs, created once: the ports, each wired to its
+    adapter (``state``: the state table's stores, one per aggregate)."""
 
     settings: Settings
     clock: Clock
     dynamodb: Any
     meter: CapacityMeter
-    ledger: DynamoLedgerStore
-    state: DynamoStateStore
-    exporter: Exporter
+    ledger: LedgerStore
+    state: StateStores
+    readers: SourceReaders
 
     @property
-    def collect_deps(self) -> CollectDeps:
-        return CollectDeps(
+    def billing_deps(self) -> BillingDeps:
+        """What :func:`~minutemeter.service.collect.collect_source` and
+        :func:`~minutemeter.service.reconcile.reconcile` take."""
+        return BillingDeps(
             settings=self.settings,
             clock=self.clock,
-            exporter=self.exporter,
+            readers=self.readers,
             ledger=self.ledger,
-            state=self.state,
+            sources=self.state.sources,
+            sync=self.state.sync,
+            checkpoints=self.state.checkpoints,
+            profiles=self.state.profiles,
+            records=self.state.records,
+            reconciles=self.state.reconciles,
+            verdicts=self.state.verdicts,
         )
+
+
+ReaderBuilder = Callable[[], CounterReader]
+
+
+def reader_builders(settings: Settings, tokens: TokenLookup) -> dict[SourceKind, ReaderBuilder]:
+    """The factory of source readers: how the adapter of each :class:`SourceKind` is built.
+
+    A kind is read only if it has a builder here (else its runs fail with
+    ``SourceKindError``); adding a kind of source adds its line."""
+    return {
+        SourceKind.EXPORTER: lambda: ExporterReader(HttpExporter(
+            timeout_seconds=settings.http_timeout_seconds,
+            retries=settings.http_retries,
+            token_lookup=tokens,
+        )),
+    }
+
+
+class LazyReaders(Mapping[SourceKind, CounterReader]):
+    """Kind -> reader, each reader built by its builder on first use, then kept (one client
+    per kind and process, none for kinds no source uses)."""
+
+    def __init__(self, builders: Mapping[SourceKind, ReaderBuilder]) -> None:
+        self._builders = dict(builders)
+        self._built: dict[SourceKind, CounterReader] = {}
+
+    def __getitem__(self, kind: SourceKind) -> CounterReader:
+        if kind not in self._built:
+            self._built[kind] = self._builders[kind]()  # KeyError: a kind with no reader
+        return self._built[kind]
+
+    def __iter__(self) -> Iterator[SourceKind]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
 
 
 def region_from(environ: Mapping[str, str]) -> str | None:
@@ -87,7 +135,7 @@ def bootstrap(
     settings: Settings | None = None,
     *,
     clock: Clock | None = None,
-    exporter: Exporter | None = None,
+    readers: Mapping[SourceKind, CounterReader] | None = None,
     session: boto3.session.Session | None = None,
     stack: StackOutputs | None = None,
 ) -> App:
@@ -95,7 +143,8 @@ def bootstrap(
 
     The region comes from ``AWS_REGION`` or ``AWS_DEFAULT_REGION``; boto3 resolves credentials
     and ``AWS_ENDPOINT_URL_DYNAMODB`` itself. With ``stack``, its table names replace the
-    defaults (an explicitly set ``MINUTEMETER_*_TABLE`` still wins).
+    defaults (an explicitly set ``MINUTEMETER_*_TABLE`` still wins). ``readers`` replace the
+    factory's (:func:`reader_builders`) for the kinds they name (a fake, a tuned client).
     """
     settings = settings or load_settings(os.environ)
     if stack is not None:
@@ -117,11 +166,28 @@ def bootstrap(
         dynamodb=dynamodb,
         meter=meter,
         ledger=DynamoLedgerStore(DynamoTable(dynamodb, settings.ledger_table, meter)),
-        state=DynamoStateStore(DynamoTable(dynamodb, settings.state_table, meter)),
-        exporter=exporter
-        or HttpExporter(
-            timeout_seconds=settings.http_timeout_seconds,
-            retries=settings.http_retries,
-            token_lookup=tokens,
-        ),
+        state=dynamo_state_stores(DynamoTable(dynamodb, settings.state_table, meter)),
+        readers=LazyReaders({
+            **reader_builders(settings, tokens),
+            **{kind: _given(reader) for kind, reader in (readers or {}).items()},
+        }),
     )
+
+
+def _given(reader: CounterReader) -> ReaderBuilder:
+    return lambda: reader
+
+
+# -- the warm Lambda container ---------------------------------------------------------------
+APP_GLOBAL = "_app"
+
+
+def warm_app(handler_globals: MutableMapping[str, Any]) -> App:
+    """The App of a handler module: its global ``_app``, wired by :func:`bootstrap` on the first
+    invocation of the container and reused by the warm ones (``warm_app(globals())``).
+
+    Tests set the handler's ``_app`` to inject an App, and read it to see the one in use."""
+    app: App | None = handler_globals.get(APP_GLOBAL)
+    if app is None:
+        app = handler_globals[APP_GLOBAL] = bootstrap()
+    return app

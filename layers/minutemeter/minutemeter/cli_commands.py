@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from minutemeter.adapters.dynamo.state import job_to_dict
+from minutemeter.adapters.dynamo.state.items import job_to_dict
 from minutemeter.adapters.system import TimeoutBudget
 from minutemeter.bootstrap import App
 from minutemeter.cli_help import (
@@ -23,7 +23,13 @@ from minutemeter.cli_help import (
 )
 from minutemeter.cli_runtime import Runtime, emit, json_default
 from minutemeter.domain.errors import InputError
-from minutemeter.domain.model import BillingProfile, ClockGuardAction, JobStatus, ResetPolicy
+from minutemeter.domain.model import (
+    BillingProfile,
+    ClockGuardAction,
+    JobStatus,
+    ResetPolicy,
+    SourceKind,
+)
 from minutemeter.domain.money import check_profile, parse_decimal
 from minutemeter.domain.registry import SourceUnreadableError
 from minutemeter.domain.timeutil import parse_rfc3339
@@ -48,6 +54,7 @@ JOB_EXIT = {
 
 def cmd_sources_put(app: App, args: argparse.Namespace) -> int:
     changes = SourceChanges(
+        kind=SourceKind(args.kind) if args.kind else None,
         url=args.url,
         node_id=args.node_id,
         env=args.env,
@@ -61,16 +68,18 @@ def cmd_sources_put(app: App, args: argparse.Namespace) -> int:
         clock_guard=ClockGuardAction(args.clock_guard) if args.clock_guard else None,
         clock_margin_ms=args.clock_margin_ms,
     )
-    source = put_source(app.state, args.source_id, changes, app.clock.now())
+    source = put_source(app.state.sources, app.state.sync, args.source_id, changes,
+                        app.clock.now())
     emit(source_to_json(source))
     return EXIT_OK
 
 
 def cmd_sources_enable(app: App, args: argparse.Namespace) -> int:
     """``sources enable`` and ``sources disable`` (``args.enabled``)."""
-    app.state.get_source(args.source_id)  # SourceNotFoundError: exit 1, nothing created
+    app.state.sources.get_source(args.source_id)  # SourceNotFoundError: exit 1, nothing created
     source = put_source(
-        app.state, args.source_id, SourceChanges(enabled=args.enabled), app.clock.now()
+        app.state.sources, app.state.sync, args.source_id, SourceChanges(enabled=args.enabled),
+        app.clock.now()
     )
     emit(source_to_json(source))
     return EXIT_OK
@@ -89,7 +98,7 @@ def cmd_collect(app: App, args: argparse.Namespace) -> int:
     if seconds <= margin:
         log.warning("--timeout %s s is within the deadline margin (%s s): nothing will be "
                     "collected", seconds, margin)
-    job = collect_source(app.collect_deps, args.source_id,
+    job = collect_source(app.billing_deps, args.source_id,
                          budget=TimeoutBudget(app.clock, seconds))
     emit(job_to_dict(job))
     return JOB_EXIT[job.status]
@@ -113,7 +122,7 @@ def cmd_reconcile(runtime: Runtime, args: argparse.Namespace) -> int:
         requested_by=args.requested_by or _operator(),
     )
     bar = ProgressBar(sys.stderr, "reconcile")
-    result = reconcile(app.collect_deps, request, progress=bar.update)
+    result = reconcile(app.billing_deps, request, progress=bar.update)
     bar.close()
     emit(result.to_json())
     return RECONCILE_EXIT.get(result.status, EXIT_ERROR)
@@ -164,7 +173,7 @@ def cmd_ledger_export(app: App, args: argparse.Namespace) -> int:
 def cmd_status(app: App, args: argparse.Namespace) -> int:
     now = app.clock.now()
     if args.source_id:  # SourceUnreadableError: exit 1, saying how to repair it
-        source = app.state.get_source(args.source_id)
+        source = app.state.sources.get_source(args.source_id)
         documents = [source_document(app.state, source, now, jobs=args.jobs or 0)]
     else:
         documents = source_documents(app.state, now, jobs=args.jobs or 0)
@@ -178,8 +187,8 @@ def cmd_status(app: App, args: argparse.Namespace) -> int:
 def cmd_records(app: App, args: argparse.Namespace) -> int:
     """``quarantine list`` and ``resets list`` (``args.record_kind``)."""
     with contextlib.suppress(SourceUnreadableError):  # registered; records still readable
-        app.state.get_source(args.source_id)
-    for record in app.state.list_records(args.source_id, args.record_kind, args.limit):
+        app.state.sources.get_source(args.source_id)
+    for record in app.state.records.list_records(args.source_id, args.record_kind, args.limit):
         print(json.dumps(record, default=json_default, separators=(",", ":")))
     return EXIT_OK
 
@@ -194,6 +203,6 @@ def cmd_profiles_put(app: App, args: argparse.Namespace) -> int:
     ))
     if not is_account_id(args.account_id):
         raise InputError(f"account id must be a UUID, got {args.account_id[:40]!r}")
-    app.state.put_profile(args.account_id.lower(), profile)
+    app.state.profiles.put_profile(args.account_id.lower(), profile)
     emit({"account_id": args.account_id.lower(), **vars(profile)})
     return EXIT_OK

@@ -69,17 +69,17 @@ def cmd_drift_check(runtime: Runtime, args: argparse.Namespace) -> int:
     servers = None
     if args.tss or args.ntp:  # servers named here replace the configured ones
         servers = Servers(tss=args.tss, ntp=tuple(args.ntp or ()), link_local=None)
-    state = runtime.app.state if args.record else None
+    verdicts = runtime.app.state.verdicts if args.record else None
     settings, clock = (runtime.app.settings, runtime.app.clock) if args.record else (
         runtime.settings, runtime.clock)
     report = check_clock(
         settings, clock, NtplibClient(clock), time.sleep, servers=servers,
-        state=state, spacing_seconds=args.spacing,
+        verdicts=verdicts, spacing_seconds=args.spacing,
     )
-    document = report.to_dict()
+    document = report.to_json()
     emit(document)
     verdict = report.verdict
-    if verdict.valid_sources == 0:
+    if verdict.valid_servers == 0:
         return EXIT_ERROR
     alarming = [f for f in verdict.findings
                 if f.code in ALARM_FINDINGS and f.level.value in {"warning", "critical"}]

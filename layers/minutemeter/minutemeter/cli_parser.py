@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 from minutemeter import __version__
 from minutemeter.cli_help import COLLECTOR_TIMEOUT_SECONDS, EXIT_USAGE, MAX_TIMEOUT_SECONDS, epilog
-from minutemeter.domain.model import ClockGuardAction, ResetPolicy
+from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceKind
 from minutemeter.stack import ENV_STACK
 
 DEV_PORT = 9000
@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "action")
     put = command(sources_cmd, "put", "create or update a source")
     put.add_argument("source_id", metavar="ID", help="the source id (letters, digits, - _ .)")
+    put.add_argument("--kind", choices=[k.value for k in SourceKind],
+                     help="how the source is read: exporter, the window API (the default for "
+                          "a new source); a source that has billed keeps its kind")
     put.add_argument("--url", help="exporter base URL (required for a new source)")
     put.add_argument("--node-id", help="expected node_id (default: learned and then enforced)")
     put.add_argument("--env", help="expected env (default: learned and then enforced)")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from minutemeter.domain.marks import Marks
 from minutemeter.domain.model import (
     BillingProfile,
     BucketRef,
@@ -14,12 +15,13 @@ from minutemeter.domain.model import (
     ClockVerdict,
     JobResult,
     LedgerEntry,
-    Page,
     Quarantined,
     QuotaPlan,
     QuotaState,
+    RawSnapshot,
     ResetEvent,
     SourceConfig,
+    SourceKind,
     SyncState,
     Window,
 )
@@ -57,26 +59,73 @@ class Budget(Protocol):
         """Seconds left before the hard deadline, or ``None`` when there is none."""
 
 
-class Exporter(Protocol):
-    """The window API of one source (shared/spec/exporter-api.md)."""
+@dataclass(frozen=True)
+class CounterIdentity:
+    """The (node_id, env) whose counters a source's snapshots must be.
 
-    def fetch_page(
+    ``None`` in a part: not known yet; the first page (or batch) a source yields names it, and
+    every later one of the same read must name the same. A read never accepts counters of
+    another identity (shared/spec/exporter-api.md: a counter belongs to its node and env)."""
+
+    node_id: str | None
+    env: str | None
+
+
+class WindowRead(Protocol):
+    """One window being read from one source: lazy, iterated once.
+
+    Iterating yields the window's snapshots one batch (one page of the transport) at a time,
+    in ascending ``taken_at`` order as the source sent them, shape-checked but untrusted (sample
+    validation is the service's, the same for every kind). The reader keeps no reference to a
+    batch once it is yielded, so memory holds one page, not the window. Iteration raises
+    ``ExporterError`` (transport failures) or ``SourceProtocolError`` (a broken page sequence,
+    the wrong identity, more than ``domain.protocol.MAX_PAGES_PER_WINDOW`` pages, a malformed
+    body; ``minutemeter.domain.exporter_errors.BodyTooLargeError`` when one page is over the
+    reader's cap: shrink the window), and ``DeadlineError`` when ``time_left`` runs out.
+    """
+
+    @property
+    def node_id(self) -> str | None:
+        """The node the batches named (the expected one, or learned from the first batch)."""
+
+    @property
+    def env(self) -> str | None:
+        """The env the batches named, like :attr:`node_id`."""
+
+    @property
+    def pages(self) -> int:
+        """How many batches (pages) were accepted so far."""
+
+    def __iter__(self) -> Iterator[Sequence[RawSnapshot]]: ...
+
+
+class CounterReader(Protocol):
+    """A kind of source (``SourceConfig.kind``): how the cumulative counters of one source are
+    read. One adapter per kind; ``bootstrap`` maps each :class:`SourceKind` to its reader."""
+
+    def read(
         self,
         source: SourceConfig,
+        expected: CounterIdentity,
         window: Window,
-        cursor: str | None,
         *,
-        time_left: float | None = None,
-    ) -> Page:
-        """One page of ``[window.since, window.until)``; raises ``ExporterError`` or
-        ``SourceProtocolError`` for transport failures and malformed bodies
-        (``minutemeter.domain.exporter_errors.BodyTooLargeError`` when the body is over the
-        adapter's cap: shrink the window).
+        before_request: Callable[[], None],
+        time_left: Callable[[], float | None],
+    ) -> WindowRead:
+        """The snapshots ``source`` has for ``[window.since, window.until)`` (UTC), its
+        transport's paging and protocol checks applied inside, identity held to ``expected``.
 
-        ``time_left`` is how many seconds the whole call may take, retries included (None: no
-        limit): no request, read or wait between retries goes past it, and ``DeadlineError`` is
-        raised when it runs out before the page is read. It is relative so that the caller's
-        clock (a budget, possibly a test's) and the adapter's monotonic clock never mix."""
+        No request is made until the result is iterated. ``before_request`` runs before each
+        request (deadline and lease checks: it raises to stop the read). ``time_left`` gives,
+        before each request, how many seconds that request may take, retries included (None:
+        no limit): no request, read or wait between retries goes past it, and
+        ``DeadlineError`` is raised when it runs out before the page is read. It is relative so
+        that the caller's clock (a budget, possibly a test's) and the adapter's monotonic clock
+        never mix."""
+
+
+SourceReaders = Mapping[SourceKind, CounterReader]
+"""The reader of each kind of source, as services receive it (built by ``bootstrap``)."""
 
 
 @dataclass(frozen=True)
@@ -106,15 +155,29 @@ class LedgerFilter:
 class LedgerStore(Protocol):
     """Ledger entries (one per minute bucket) and per-account monthly quota."""
 
-    def get_quota(self, account_id: str, month: str) -> QuotaState:
-        """Strongly consistent read; version 0 when the month has no item yet."""
+    def get_quota(self, account_id: str, month: str, *, consistent: bool = True) -> QuotaState:
+        """The quota item (strongly consistent unless ``consistent`` is False: then possibly
+        stale, which a reservation conditioned on its version detects); version 0 when the
+        month has no item yet."""
 
-    def reserve_quota(self, plan: QuotaPlan, *, expected_version: int, new_used: int) -> None:
-        """Set ``used_bytes = new_used``, store ``plan`` as pending and bump the version, only if
-        the version is still ``expected_version``; else raise ``QuotaConflictError``."""
+    def reserve_quota(
+        self,
+        plan: QuotaPlan,
+        *,
+        expected_version: int,
+        new_used: int,
+        marks: Marks | None = None,
+    ) -> None:
+        """Set ``used_bytes = new_used``, store ``plan`` as pending, replace the bucket marks by
+        ``marks`` (``None``: leave them as they are) and bump the version, only if the version
+        is still ``expected_version``; else raise ``QuotaConflictError``."""
 
-    def existing_buckets(self, refs: Sequence[BucketRef]) -> set[BucketRef]:
-        """Which of ``refs`` already have a ledger entry (strongly consistent)."""
+    def existing_buckets(
+        self, refs: Sequence[BucketRef], *, consistent: bool = True
+    ) -> set[BucketRef]:
+        """Which of ``refs`` already have a ledger entry. Strongly consistent unless
+        ``consistent`` is False: then an entry written moments ago may be missed (never one
+        reported that does not exist: entries are never deleted)."""
 
     def put_entries(self, entries: Sequence[LedgerEntry]) -> PutOutcome:
         """Write each entry only if its bucket has none yet (conditional put, one per entry)."""
@@ -137,17 +200,61 @@ class LedgerStore(Protocol):
         """The latest usage entry (not a correction) of the node's account before ``before``."""
 
 
-class StateStore(Protocol):
-    """Sources, their sync state, checkpoints, billing profiles and run records."""
+# -- the state table: one port per aggregate --------------------------------------------------
+class SourceStore(Protocol):
+    """The source registry: one configuration per source id."""
 
-    def put_source(self, source: SourceConfig) -> None: ...
+    def put_source(self, source: SourceConfig) -> None:
+        """Create or replace the source's configuration (every field)."""
 
     def get_source(self, source_id: str) -> SourceConfig:
-        """Raises ``SourceNotFoundError``."""
+        """Raises ``SourceNotFoundError``; a stored record that does not parse or is not
+        operable raises ``SourceUnreadableError`` (``domain.registry``)."""
 
-    def list_sources(self) -> list[SourceConfig]: ...
+    def list_sources(self) -> list[SourceConfig]:
+        """Every readable source, by source id (an unreadable record is left out)."""
 
-    def get_state(self, source_id: str) -> SyncState: ...
+
+class LeaseStore(Protocol):
+    """A source's lease: who may write its sync state, checkpoints and ledger entries now.
+
+    ``token`` (the fencing token) grows by one with each grant and never goes back, so a write
+    fenced on a holder's token fails once another runner has taken over. Times are aware UTC.
+    """
+
+    def acquire_lease(
+        self,
+        source_id: str,
+        holder: str,
+        *,
+        now: datetime,
+        lease_seconds: int,
+        margin_seconds: float,
+    ) -> LeaseGrant:
+        """Take the lease if free or expired by more than ``margin_seconds`` at ``now``; the
+        token grows by one. Raises ``LeaseHeldError``."""
+
+    def renew_lease(self, grant: LeaseGrant, *, now: datetime, lease_seconds: int) -> LeaseGrant:
+        """Extend a held lease; raises ``LeaseLostError`` if the token is no longer current."""
+
+    def release_lease(self, grant: LeaseGrant) -> bool:
+        """Free the lease if still ours (the token stays); False if it was not ours any more."""
+
+    def get_lease(self, source_id: str) -> LeaseGrant | None:
+        """The current holder, or None when free."""
+
+
+class SyncStore(LeaseStore, Protocol):
+    """A source's sync state (watermark, counter identity, last job, health), its lease and its
+    job results.
+
+    State and lease share one item (never deleted), so each write of the state can be fenced:
+    with ``fence``, it happens only while that is still the source's lease token, else
+    ``LeaseLostError`` and nothing changes.
+    """
+
+    def get_state(self, source_id: str) -> SyncState:
+        """The source's sync state; an empty one (no watermark) if it has none yet."""
 
     def commit_progress(
         self,
@@ -183,33 +290,18 @@ class StateStore(Protocol):
         (when given) health buckets and ``job.health``, except for skipped runs; fenced like
         :meth:`commit_progress` (the health update is a read-modify-write under the lease)."""
 
-    # -- lease (fields of the sync-state item, which is never deleted) --------------------------
-    def acquire_lease(
-        self,
-        source_id: str,
-        holder: str,
-        *,
-        now: datetime,
-        lease_seconds: int,
-        margin_seconds: float,
-    ) -> LeaseGrant:
-        """Take the lease if free or expired by more than ``margin_seconds`` at ``now``; the
-        token grows by one. Raises ``LeaseHeldError``."""
+    def list_jobs(self, source_id: str, limit: int) -> list[dict[str, object]]:
+        """The latest ``limit`` job results as plain values (times RFC 3339), newest first."""
 
-    def renew_lease(self, grant: LeaseGrant, *, now: datetime, lease_seconds: int) -> LeaseGrant:
-        """Extend a held lease; raises ``LeaseLostError`` if the token is no longer current."""
 
-    def release_lease(self, grant: LeaseGrant) -> bool:
-        """Free the lease if still ours (the token stays); False if it was not ours any more."""
-
-    def get_lease(self, source_id: str) -> LeaseGrant | None:
-        """The current holder, or None when free."""
-
-    def list_jobs(self, source_id: str, limit: int) -> list[dict[str, object]]: ...
+class CheckpointStore(Protocol):
+    """The last counter reading of each (source, node, account): where its next diff starts."""
 
     def get_checkpoints(
         self, source_id: str, node_id: str, account_ids: Iterable[str]
-    ) -> dict[str, Checkpoint]: ...
+    ) -> dict[str, Checkpoint]:
+        """The checkpoints of ``account_ids`` on ``node_id``, by account id; an account without
+        one is absent."""
 
     def advance_checkpoints(
         self, source_id: str, checkpoints: Iterable[Checkpoint], *, fence: int | None = None
@@ -221,9 +313,20 @@ class StateStore(Protocol):
     def list_checkpoints(self, source_id: str) -> list[Checkpoint]:
         """Every (node, account) the source has reported."""
 
-    def get_profiles(self, account_ids: Iterable[str]) -> Mapping[str, BillingProfile]: ...
 
-    def put_profile(self, account_id: str, profile: BillingProfile) -> None: ...
+class ProfileStore(Protocol):
+    """Billing profiles (included bytes, price per byte, multiplier) by account id."""
+
+    def get_profiles(self, account_ids: Iterable[str]) -> Mapping[str, BillingProfile]:
+        """The stored profiles of ``account_ids``, by account id; an account without one is
+        absent (the caller applies the default profile)."""
+
+    def put_profile(self, account_id: str, profile: BillingProfile) -> None:
+        """Create or replace the account's profile."""
+
+
+class RecordStore(Protocol):
+    """What a run quarantined and the counter resets it saw, kept for operators (they expire)."""
 
     def put_records(
         self,
@@ -237,26 +340,53 @@ class StateStore(Protocol):
     ) -> None:
         """Quarantine and reset records; idempotent (keyed by content)."""
 
-    def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]: ...
+    def list_records(self, source_id: str, kind: str, limit: int) -> list[dict[str, object]]:
+        """The latest ``limit`` records of ``kind`` (``quarantine`` or ``reset``), newest
+        first, as plain values."""
+
+
+class ReconcileStore(Protocol):
+    """Reconcile bookkeeping per source: how far a confirmed reconcile got, the accounts only
+    reconcile has billed, and the audit record of each run."""
 
     def get_reconcile_progress(self, source_id: str, reconcile_id: str) -> datetime | None:
         """How far a confirmed reconcile got (its chunks before this are done)."""
 
     def put_reconcile_progress(self, source_id: str, reconcile_id: str, until: datetime) -> None:
-        ...
+        """Record that the confirmed reconcile ``reconcile_id`` is done up to ``until``."""
 
     def add_reconciled_accounts(self, source_id: str, account_ids: Iterable[str]) -> None:
         """Accounts that reconcile corrected but the collector never saw (no checkpoint)."""
 
-    def list_reconciled_accounts(self, source_id: str) -> list[str]: ...
+    def list_reconciled_accounts(self, source_id: str) -> list[str]:
+        """The accounts :meth:`add_reconciled_accounts` stored for the source."""
 
     def record_reconcile(self, result: Mapping[str, object]) -> None:
         """The audit record of one reconcile: who, when, window, dry run, result."""
 
-    def list_reconciles(self, source_id: str, limit: int) -> list[dict[str, object]]: ...
+    def list_reconciles(self, source_id: str, limit: int) -> list[dict[str, object]]:
+        """The latest ``limit`` audit records of the source, newest first."""
+
+
+class ClockVerdictStore(Protocol):
+    """The latest drift verdict: written by the drift check, read by the clock guard."""
 
     def put_clock_verdict(self, verdict: ClockVerdict) -> None:
         """Store the latest drift verdict (one item, replaced each check)."""
 
     def get_clock_verdict(self) -> ClockVerdict | None:
         """The latest drift verdict, or None if no drift check has run."""
+
+
+@dataclass(frozen=True)
+class StateStores:
+    """Every store of the state table, as the composition root wires them (one adapter each,
+    over one table). Not a port: a use case takes only the stores it uses."""
+
+    sources: SourceStore
+    sync: SyncStore
+    checkpoints: CheckpointStore
+    profiles: ProfileStore
+    records: RecordStore
+    reconciles: ReconcileStore
+    verdicts: ClockVerdictStore

@@ -48,7 +48,9 @@ class _RetryableError(Exception):
 
 
 class HttpExporter:
-    """:class:`minutemeter.ports.Exporter` over one ``requests.Session``.
+    """The window API's pages over one ``requests.Session``: the page client
+    (:class:`minutemeter.adapters.exporter_reader.ExporterPages`) that
+    :class:`~minutemeter.adapters.exporter_reader.ExporterReader` pages through and checks.
 
     Up to ``retries`` more attempts follow a connection error, a timeout, a connection broken
     mid-body, a 5xx or a 429, after an exponential backoff or the answer's ``Retry-After``
@@ -233,7 +235,8 @@ def _origin(location: str | None) -> str:
 
 
 def parse_page(body: bytes) -> Page:
-    """Shape-check a response body; content checks are the domain's (validation, protocol)."""
+    """Shape-check a response body; the paging rules are the reader's (``PageSequence``), the
+    sample checks the service's (``domain.validation``)."""
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, >4300-digit ints, nesting

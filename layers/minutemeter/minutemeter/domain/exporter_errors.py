@@ -1,10 +1,11 @@
-"""Exporter errors the service layer acts on (it must not import the HTTP adapter)."""
+"""Errors of reading sources that the service layer acts on (it must not import adapters)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
-from minutemeter.domain.errors import SourceProtocolError
+from minutemeter.domain.errors import ConfigError, SourceProtocolError
 from minutemeter.domain.timeutil import format_second
 
 
@@ -24,3 +25,18 @@ class BodyTooLargeError(SourceProtocolError):
         self.limit_bytes = limit_bytes
         self.since = since
         self.until = until
+
+
+class SourceKindError(ConfigError):
+    """No reader is wired for the source's ``kind`` (``bootstrap`` maps each kind to one):
+    nothing of the source can be read, so nothing moves; ``known`` are the kinds that can."""
+
+    def __init__(self, source_id: str, kind: str, known: Iterable[str]) -> None:
+        kinds = ", ".join(str(k) for k in known) or "none"
+        super().__init__(
+            f"source {source_id!r} is of kind {str(kind)!r}, which no reader here can read "
+            f"(kinds read: {kinds}); wire its adapter in bootstrap, or register the source "
+            "with a kind that is"
+        )
+        self.source_id = source_id
+        self.kind = kind

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -288,13 +289,17 @@ class QuotaPlan:
 
 @dataclass(frozen=True)
 class QuotaState:
-    """Included bytes used by one account in one month; ``version`` 0 means no item yet."""
+    """Included bytes used by one account in one month; ``version`` 0 means no item yet.
+
+    ``marks``: per (source, node), the latest minute any plan on this item reserved
+    (``domain/marks.py``); ``None`` on an item stored before marks existed."""
 
     account_id: str
     month: str
     used_bytes: int = 0
     version: int = 0
     pending: QuotaPlan | None = None
+    marks: Mapping[str, datetime] | None = field(default_factory=dict)
 
 
 @dataclass

@@ -1,4 +1,17 @@
-"""The window API's paging rules (shared/spec/exporter-api.md). Pure checks on parsed pages."""
+"""Rules a read of a source's window must follow: pure checks on what the source sent.
+
+- :class:`IdentityCheck`: the (node_id, env) a source names, learned once then enforced. Every
+  kind of source applies it (shared/spec/exporter-api.md: a counter belongs to its node and env).
+- :class:`PageSequence`: the exporter window API's paging rules (``has_more``/``next_cursor``,
+  repeated pages), identity included; :data:`MAX_PAGES_PER_WINDOW` bounds any read.
+
+Why these stay in the domain although only readers (adapters) apply them: they are pure
+functions of parsed pages, with no I/O, so they are unit tested without a socket and stated in
+one place next to the other rules of the contract (``validation``, ``identity``). The adapter of
+a kind *drives* them (``adapters/exporter_reader.py``); the service layer no longer sees pages.
+A new kind reuses :class:`IdentityCheck` and :data:`MAX_PAGES_PER_WINDOW`; rules of its own
+transport belong with its adapter unless they are as pure and as shared as these.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +22,18 @@ from minutemeter.domain.model import Page
 from minutemeter.domain.text import clip
 from minutemeter.domain.timeutil import parse_rfc3339
 
+MAX_PAGES_PER_WINDOW = 10_000  # pages (batches) one read of one window may take
 
-class PageSequence:
-    """Checks each page against the ones before it in one window fetch.
 
-    ``expected_node``/``expected_env`` come from the source's configuration, or from what the
-    source reported before (a source is one node; it may not change identity between runs).
-    """
+class IdentityCheck:
+    """The identity the batches of one read name: ``expected_node``/``expected_env`` come from
+    the source's configuration, or from what the source reported before (a source is one node;
+    it may not change identity between runs); a part that is ``None`` is learned from the first
+    batch, then enforced."""
 
     def __init__(self, *, expected_node: str | None, expected_env: str | None) -> None:
         self._expected_node = expected_node
         self._expected_env = expected_env
-        self._seen_digests: set[str] = set()
-        self._cursor: datetime | None = None
-        self.pages = 0
 
     @property
     def node_id(self) -> str | None:
@@ -32,12 +43,56 @@ class PageSequence:
     def env(self) -> str | None:
         return self._expected_env
 
+    def check(self, node_id: str, env: str) -> None:
+        """Raise :class:`SourceProtocolError` (``field`` ``node_id`` or ``env``) unless the
+        batch's identity is the expected one; learn what is not expected yet."""
+        if self._expected_node is None:
+            self._expected_node = node_id
+        elif node_id != self._expected_node:
+            raise SourceProtocolError(
+                f"node_id {clip(node_id)!r} is not the expected {self._expected_node!r}"
+                " (a renamed or replaced node: set the source's --node-id; its counters then"
+                " start from a fresh baseline)",
+                field="node_id", value=clip(node_id),
+            )
+        if self._expected_env is None:
+            self._expected_env = env
+        elif env != self._expected_env:
+            raise SourceProtocolError(
+                f"env {clip(env)!r} is not the expected {self._expected_env!r}"
+                " (set the source's --env if it really moved; its counters then start from a"
+                " fresh baseline)",
+                field="env", value=clip(env),
+            )
+
+
+class PageSequence:
+    """Checks each page of the window API against the ones before it in one window fetch.
+
+    ``expected_node``/``expected_env``: see :class:`IdentityCheck`.
+    """
+
+    def __init__(self, *, expected_node: str | None, expected_env: str | None) -> None:
+        self._identity = IdentityCheck(expected_node=expected_node, expected_env=expected_env)
+        self._seen_digests: set[str] = set()
+        self._cursor: datetime | None = None
+        self.pages = 0
+
+    @property
+    def node_id(self) -> str | None:
+        return self._identity.node_id
+
+    @property
+    def env(self) -> str | None:
+        return self._identity.env
+
     def accept(self, page: Page) -> str | None:
         """Validate ``page``; return the cursor for the next page, or ``None`` when done.
 
-        Raises :class:`SourceProtocolError` naming the offending field.
+        Raises :class:`SourceProtocolError` naming the offending field; the identity is checked
+        first.
         """
-        self._check_identity(page)
+        self._identity.check(page.node_id, page.env)
         if page.digest in self._seen_digests:
             raise SourceProtocolError(
                 "exporter repeated a page it already sent in this window", field="page"
@@ -66,22 +121,11 @@ class PageSequence:
         self._cursor = cursor
         return page.next_cursor
 
-    def _check_identity(self, page: Page) -> None:
-        if self._expected_node is None:
-            self._expected_node = page.node_id
-        elif page.node_id != self._expected_node:
-            raise SourceProtocolError(
-                f"node_id {clip(page.node_id)!r} is not the expected {self._expected_node!r}"
-                " (a renamed or replaced node: set the source's --node-id; its counters then"
-                " start from a fresh baseline)",
-                field="node_id", value=clip(page.node_id),
-            )
-        if self._expected_env is None:
-            self._expected_env = page.env
-        elif page.env != self._expected_env:
-            raise SourceProtocolError(
-                f"env {clip(page.env)!r} is not the expected {self._expected_env!r}"
-                " (set the source's --env if it really moved; its counters then start from a"
-                " fresh baseline)",
-                field="env", value=clip(page.env),
-            )
+
+def check_page_count(pages: int) -> None:
+    """Raise :class:`SourceProtocolError` (``field`` ``page``) when a read that has taken
+    ``pages`` pages would need another one past :data:`MAX_PAGES_PER_WINDOW`."""
+    if pages >= MAX_PAGES_PER_WINDOW:
+        raise SourceProtocolError(
+            f"more than {MAX_PAGES_PER_WINDOW} pages for one window", field="page"
+        )

@@ -107,7 +107,7 @@ def main() -> int:
             if job["caught_up"] or cycle > 10:
                 break
 
-        state = app.state.get_state("demo")
+        state = app.state.sync.get_state("demo")
         mark = state.last_completed_until
         assert mark is not None
         entries = list(app.ledger.export(LedgerFilter(source_id="demo")))

@@ -169,14 +169,14 @@ def _register(app: App, sources: Sequence[str], stack: ExitStack,
             counters = SyntheticCounters(account_ids(4, seed=2026), origin,
                                          end=origin + timedelta(minutes=45))
         exporter = stack.enter_context(SampleExporter(counters, node_id="node-a", env="demo"))
-        app.state.put_source(SourceConfig(
+        app.state.sources.put_source(SourceConfig(
             source_id=source_id, url=exporter.url, node_id="node-a", env="demo",
             start=origin + timedelta(minutes=2 if billed_hour is None else 1),
             lag_seconds=60, max_window_seconds=1800 if billed_hour is None else 3600,
         ))
         print(f"invoke: source {source_id} registered, exporter {exporter.url}", file=sys.stderr)
         if billed_hour is not None:
-            deps = replace(app.collect_deps,
+            deps = replace(app.billing_deps,
                            clock=_StoppedClock(origin + timedelta(minutes=50), app.clock))
             for _ in range(5):
                 job = collect_source(deps, source_id)

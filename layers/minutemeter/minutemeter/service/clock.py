@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from minutemeter.domain.drift import (
-    DriftThresholds,
-    LeapSecond,
-    parse_leap_second,
-    with_leap_seconds,
-)
-from minutemeter.ports import Clock, NtpClient, StateStore
+from minutemeter.domain.drift import LeapSecond, parse_leap_second, with_leap_seconds
+from minutemeter.domain.drift_assessment import DriftThresholds
+from minutemeter.ports import Clock, ClockVerdictStore, NtpClient
 from minutemeter.service.drift import DriftReport, Sleep, run_drift_check
 from minutemeter.settings import Settings
 
@@ -50,10 +46,10 @@ def check_clock(
     sleep: Sleep,
     *,
     servers: Servers | None = None,
-    state: StateStore | None = None,
+    verdicts: ClockVerdictStore | None = None,
     spacing_seconds: float = 2.0,
 ) -> DriftReport:
-    """Measure the clock and, given a ``state`` store, keep the verdict for the collectors'
+    """Measure the clock and, given a ``verdicts`` store, keep the verdict for the collectors'
     clock guard. Samples to one server are ``spacing_seconds`` apart, and never less than 15 s
     apart for a pool server (``domain.drift.sample_spacing`` enforces it)."""
     chosen = servers or configured_servers(settings)
@@ -71,6 +67,6 @@ def check_clock(
         tss_spacing_s=spacing_seconds,
         ntp_spacing_s=spacing_seconds,
     )
-    if state is not None:
-        state.put_clock_verdict(report.clock_verdict())
+    if verdicts is not None:
+        verdicts.put_clock_verdict(report.clock_verdict())
     return report

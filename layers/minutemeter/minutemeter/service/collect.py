@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from minutemeter.domain.clock_guard import (
-    GuardDecision,
-    GuardPolicy,
-    decide,
+    ClockGuardDecision,
+    ClockGuardPolicy,
+    decide_clock_guard,
     takeover_margin_seconds,
 )
 from minutemeter.domain.errors import (
@@ -38,7 +38,19 @@ from minutemeter.domain.registry import SourceUnreadableError
 from minutemeter.domain.usage import UsageAccumulator, UsageResult
 from minutemeter.domain.validation import MAX_QUARANTINE_RECORDS, SampleRules
 from minutemeter.domain.window import plan_window, split_window
-from minutemeter.ports import Budget, Clock, Exporter, LedgerStore, StateStore
+from minutemeter.ports import (
+    Budget,
+    CheckpointStore,
+    Clock,
+    ClockVerdictStore,
+    LedgerStore,
+    ProfileStore,
+    ReconcileStore,
+    RecordStore,
+    SourceReaders,
+    SourceStore,
+    SyncStore,
+)
 from minutemeter.service.commit import CommitContext, CommitTotals, commit_buckets
 from minutemeter.service.fetch import WindowFetch
 from minutemeter.service.lease import LeaseKeeper
@@ -50,21 +62,31 @@ CHUNK = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
-class CollectDeps:
-    """What a collector run needs; built once by ``bootstrap``."""
+class BillingDeps:
+    """What a billing run needs, a collect (:func:`collect_source`) or a reconcile
+    (``service.reconcile``); built once by ``bootstrap`` (``App.billing_deps``).
+
+    Both read a source and write the ledger under the source's lease; of the state stores,
+    only collect writes ``records`` and only reconcile uses ``reconciles``."""
 
     settings: Settings
     clock: Clock
-    exporter: Exporter
+    readers: SourceReaders  # the reader of each source kind
     ledger: LedgerStore
-    state: StateStore
+    sources: SourceStore
+    sync: SyncStore
+    checkpoints: CheckpointStore
+    profiles: ProfileStore
+    records: RecordStore
+    reconciles: ReconcileStore
+    verdicts: ClockVerdictStore
     lease_heartbeat: bool = True
 
 
 Guard = Callable[[], None]
 
 
-def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = None) -> JobResult:
+def collect_source(deps: BillingDeps, source_id: str, budget: Budget | None = None) -> JobResult:
     """Advance ``source_id`` by at most one window and record the job result.
 
     Works chunk by chunk (``CHUNK`` minutes); each chunk is fetched, validated, diffed, committed
@@ -77,7 +99,7 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
         job_id=deps.clock.new_run_id(), job="collect", source_id=source_id, started_at=now
     )
     try:
-        source = deps.state.get_source(source_id)
+        source = deps.sources.get_source(source_id)
     except SourceNotFoundError as exc:  # nothing to record it under: no state for ghosts
         _fail(job, exc)
         job.finished_at = deps.clock.now()
@@ -88,15 +110,15 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
         return job
     if not source.enabled:
         return _skip(deps, job, f"source {source_id!r} is disabled")
-    verdict = deps.state.get_clock_verdict()
-    guard = decide(source, verdict, now, _guard_policy(deps.settings))
+    verdict = deps.verdicts.get_clock_verdict()
+    guard = decide_clock_guard(source, verdict, now, _guard_policy(deps.settings))
     job.clock_guard = guard.to_json()
     if guard.action != "none":
         logger.warning("clock guard", extra={"source_id": source_id, **guard.to_json()})
     if guard.pause:
         return _skip(deps, job, f"clock guard paused the source: {guard.reason}")
     lease = LeaseKeeper(
-        deps.state,
+        deps.sync,
         deps.clock,
         source_id,
         holder=job.job_id,
@@ -112,7 +134,7 @@ def collect_source(deps: CollectDeps, source_id: str, budget: Budget | None = No
     state: SyncState | None = None
     try:
         job.lease_token = lease.token
-        state = deps.state.get_state(source_id)
+        state = deps.sync.get_state(source_id)
         _run(deps, source, state, now, budget, job, lease, guard)
     except MinutemeterError as exc:
         _fail(job, exc)
@@ -139,15 +161,15 @@ class _Progress:
     watermark: datetime
 
 
-def _guard_policy(settings: Settings) -> GuardPolicy:
-    return GuardPolicy(
+def _guard_policy(settings: Settings) -> ClockGuardPolicy:
+    return ClockGuardPolicy(
         required=settings.clock_guard_required,
         max_age=timedelta(seconds=settings.clock_verdict_max_age_seconds),
         fallback_error=timedelta(seconds=settings.clock_fallback_error_seconds),
     )
 
 
-def _skip(deps: CollectDeps, job: JobResult, why: str) -> JobResult:
+def _skip(deps: BillingDeps, job: JobResult, why: str) -> JobResult:
     """Not a failure: logged with the reason (the lease holder), kept in the job history."""
     job.status = JobStatus.SKIPPED
     job.notes.append(why)
@@ -157,14 +179,14 @@ def _skip(deps: CollectDeps, job: JobResult, why: str) -> JobResult:
 
 
 def _run(
-    deps: CollectDeps,
+    deps: BillingDeps,
     source: SourceConfig,
     state: SyncState,
     now: datetime,
     budget: Budget | None,
     job: JobResult,
     lease: LeaseKeeper,
-    guard: GuardDecision,
+    guard: ClockGuardDecision,
 ) -> None:
     window = plan_window(source, state, now, guard.extra_lag)
     job.window_since, job.window_until = window.since, window.until
@@ -211,7 +233,7 @@ def _run(
 
 
 def _collect_chunk(
-    deps: CollectDeps,
+    deps: BillingDeps,
     source: SourceConfig,
     state: SyncState,
     chunk: Window,
@@ -219,7 +241,7 @@ def _collect_chunk(
     budget: Budget | None,
     job: JobResult,
     lease: LeaseKeeper,
-    guard: GuardDecision,
+    guard: ClockGuardDecision,
 ) -> SyncState:
     """Fetch, validate, diff and commit one chunk; pages stream through the usage accumulator,
     so memory holds a page, one checkpoint per account and the chunk's minute buckets."""
@@ -241,7 +263,7 @@ def _collect_chunk(
     if change is not None:
         logger.warning("counter identity changed: fresh baseline",
                        extra={"source_id": source.source_id, "change": change})
-    fetch = WindowFetch(deps.exporter, source, state, chunk, rules, before_page,
+    fetch = WindowFetch(deps.readers, source, state, chunk, rules, before_page,
                         time_left=lambda: fetch_time_left(deps, budget))
     fetch.validated.max_records = max(0, MAX_QUARANTINE_RECORDS - job.quarantined_samples)
     usage_of: UsageAccumulator | None = None
@@ -258,7 +280,7 @@ def _collect_chunk(
         named.update(a for snap in snapshots for a in snap.unreadable_accounts)
         unloaded = usage_of.unloaded(named)
         if unloaded:
-            usage_of.load(deps.state.get_checkpoints(source.source_id, node_id, unloaded),
+            usage_of.load(deps.checkpoints.get_checkpoints(source.source_id, node_id, unloaded),
                           looked_up=unloaded)
         for snapshot in snapshots:
             usage_of.add(snapshot)
@@ -275,7 +297,7 @@ def _collect_chunk(
     quarantined = list(validated.quarantined)
     if validated.overflow:
         quarantined.append(overflow_record(validated.overflow, chunk, job.job_id))
-    deps.state.put_records(
+    deps.records.put_records(
         source.source_id,
         quarantined=quarantined,
         resets=usage.resets,
@@ -286,17 +308,17 @@ def _collect_chunk(
     totals: CommitTotals = commit_buckets(
         deps.ledger,
         usage.buckets,
-        deps.state.get_profiles({b.account_id for b in usage.buckets}),
+        deps.profiles.get_profiles({b.account_id for b in usage.buckets}),
         settings.default_profile,
         CommitContext(source.source_id, job.job_id, collected_at, guard.error_ms),
         concurrency=settings.commit_concurrency,
         guard=lease.check,
     )
     lease.check()
-    deps.state.advance_checkpoints(
+    deps.checkpoints.advance_checkpoints(
         source.source_id, usage.checkpoints.values(), fence=lease.token
     )
-    new_state = deps.state.commit_progress(
+    new_state = deps.sync.commit_progress(
         source.source_id,
         until=chunk.until,
         node_id=node_id,
@@ -348,7 +370,7 @@ def halve_window(window: Window) -> tuple[Window, Window] | None:
     return Window(window.since, middle), Window(middle, window.until)
 
 
-def fetch_time_left(deps: CollectDeps, budget: Budget | None) -> float | None:
+def fetch_time_left(deps: BillingDeps, budget: Budget | None) -> float | None:
     """Seconds an exporter request may take: what is left of the budget less half the deadline
     margin (a run starts no chunk inside the margin; a fetch already under way may use half of
     it, the other half is kept for committing and recording). ``None`` without a budget."""
@@ -358,7 +380,7 @@ def fetch_time_left(deps: CollectDeps, budget: Budget | None) -> float | None:
     return remaining - deps.settings.deadline_margin_seconds / 2
 
 
-def time_for(deps: CollectDeps, budget: Budget | None, estimate_seconds: float) -> bool:
+def time_for(deps: BillingDeps, budget: Budget | None, estimate_seconds: float) -> bool:
     """Whether ``estimate_seconds`` of work still fits before the deadline, keeping
     ``deadline_margin_seconds`` to spare (no budget: always)."""
     remaining = budget.remaining_seconds() if budget is not None else None
@@ -374,7 +396,7 @@ def _fail(job: JobResult, exc: BaseException) -> None:
 
 
 def _finish(
-    deps: CollectDeps, job: JobResult, fence: int | None, progress: _Progress | None = None
+    deps: BillingDeps, job: JobResult, fence: int | None, progress: _Progress | None = None
 ) -> None:
     job.finished_at = deps.clock.now()
     expires_at = job.finished_at + timedelta(days=deps.settings.record_ttl_days)
@@ -392,7 +414,7 @@ def _finish(
         if health.recovered:
             logger.info("source recovered", extra={"source_id": job.source_id, **job.health})
     try:
-        deps.state.record_result(job, expires_at=expires_at, fence=fence, health_buckets=buckets)
+        deps.sync.record_result(job, expires_at=expires_at, fence=fence, health_buckets=buckets)
     except LeaseLostError:
         logger.warning("lease lost: job kept in the history, sync state left to the new holder",
                        extra={"job_id": job.job_id, "source_id": job.source_id})

@@ -4,7 +4,8 @@ The protocol (argued in docs/design.md), per (account, month):
 
 1. Read the quota item (strongly consistent). If it holds a pending reservation, finish it:
    write whatever of its entries is missing. A reservation carries everything its entries need.
-2. Ask which of our buckets already have an entry; those are replays.
+2. Ask which of our buckets already have an entry; those are replays. The quota item's bucket
+   marks (``domain/marks.py``) prove most new minutes new without asking.
 3. Reserve: one conditional update (``version = expected``) that adds the included bytes of the
    new entries to ``used_bytes`` and stores the plan as pending.
 4. Write the entries (BatchWriteItem). The reservation guarantees no other plan holds these
@@ -30,6 +31,7 @@ from decimal import Decimal
 
 from minutemeter.domain.errors import ConcurrentUpdateError, QuotaConflictError
 from minutemeter.domain.ids import batch_id, entry_ref, item_ref
+from minutemeter.domain.marks import marks_after, may_exist
 from minutemeter.domain.model import (
     BillingProfile,
     CorrectionSpec,
@@ -117,10 +119,14 @@ def commit_group(
     MAX_PLAN_ENTRIES)."""
     first = _usage_of(items[0])
     account_id, month = first.account_id, month_of(first.minute)
-    for _attempt in range(MAX_RESERVE_ATTEMPTS):
-        quota = ledger.get_quota(account_id, month)
+    for attempt in range(MAX_RESERVE_ATTEMPTS):
+        # The first read may be stale (half the read units): a stale item has an older version,
+        # so the reservation fails and the retry reads strongly consistently.
+        quota = ledger.get_quota(account_id, month, consistent=attempt > 0)
         completed = finish_pending(ledger, quota.pending) if quota.pending else 0
-        existing = ledger.existing_buckets([item_ref(context.source_id, i) for i in items])
+        maybe = [item_ref(context.source_id, i) for i in items
+                 if may_exist(quota.marks, context.source_id, i)]
+        existing = ledger.existing_buckets(maybe) if maybe else set()
         new = [i for i in items if item_ref(context.source_id, i) not in existing]
         replayed = len(items) - len(new)
         if not new:
@@ -147,6 +153,7 @@ def commit_group(
                 plan,
                 expected_version=quota.version,
                 new_used=quota.used_bytes + included_total(plan),
+                marks=marks_after(quota.marks, plan),
             )
         except QuotaConflictError:
             continue
@@ -162,7 +169,9 @@ def finish_pending(ledger: LedgerStore, plan: QuotaPlan) -> int:
     """Write the entries of a pending reservation that are still missing; return how many."""
     entries = plan_entries(plan)
     refs = {entry_ref(e): e for e in entries}
-    existing = ledger.existing_buckets(list(refs))
+    # Eventually consistent is enough: an entry it misses is written with a conditional put,
+    # which leaves an entry that exists as it is.
+    existing = ledger.existing_buckets(list(refs), consistent=False)
     missing = [entry for ref, entry in refs.items() if ref not in existing]
     if not missing:
         return 0

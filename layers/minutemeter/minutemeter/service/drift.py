@@ -24,15 +24,17 @@ from decimal import Decimal
 
 from minutemeter.domain.drift import (
     LEAP_SECONDS,
-    DriftThresholds,
     LeapSecond,
     Role,
     ServerSpec,
-    SourceEstimate,
-    Verdict,
-    assess_drift,
     parse_server,
     sample_spacing,
+)
+from minutemeter.domain.drift_assessment import (
+    DriftAssessment,
+    DriftThresholds,
+    ServerEstimate,
+    assess_drift,
 )
 from minutemeter.domain.errors import InputError
 from minutemeter.domain.model import ClockVerdict
@@ -40,9 +42,9 @@ from minutemeter.domain.ntp_math import (
     KissAction,
     NtpError,
     NtpResolveError,
+    NtpSample,
     NtpTimeoutError,
     Rejection,
-    Sample,
     assess_reply,
     best_sample,
 )
@@ -58,12 +60,12 @@ Sleep = Callable[[float], None]
 
 @dataclass(frozen=True)
 class ServerReport:
-    """One server's part of the report. Seconds here; :meth:`to_dict` gives milliseconds."""
+    """One server's part of the report. Seconds here; :meth:`to_json` gives milliseconds."""
 
     server: str
     role: Role
     address: str | None
-    sample: Sample | None
+    sample: NtpSample | None
     error_bound: float | None
     samples: int
     attempts: int
@@ -72,15 +74,16 @@ class ServerReport:
     status: str  # ok | falseticker | kod | rejected | timeout | error | unresolved | skipped
     reason: str
 
-    def to_dict(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, object]:
+        """This server's row of the report as a JSON object, milliseconds."""
         s = self.sample
         return {
             "server": self.server,
             "role": self.role.value,
             "address": self.address,
-            "offset_ms": _ms(s.offset) if s else None,
-            "delay_ms": _ms(s.delay) if s else None,
-            "error_bound_ms": _ms(self.error_bound),
+            "offset_ms": _to_ms(s.offset) if s else None,
+            "delay_ms": _to_ms(s.delay) if s else None,
+            "error_bound_ms": _to_ms(self.error_bound),
             "stratum": s.stratum if s else None,
             "leap": s.leap if s else None,
             "samples": self.samples,
@@ -94,12 +97,13 @@ class ServerReport:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """The outcome of one drift check: per-server measurements and the verdict."""
+    """The outcome of one drift check: per-server measurements and the assessment of the
+    local clock (``verdict``, as the JSON output names it)."""
 
     checked_at: datetime
     elapsed: float
     servers: tuple[ServerReport, ...]
-    verdict: Verdict
+    verdict: DriftAssessment
 
     @property
     def tss_minus_ntp(self) -> float | None:
@@ -110,29 +114,30 @@ class DriftReport:
         probes = [s for s in self.servers if s.role is Role.LINK_LOCAL]
         return any(s.sample is not None for s in probes) if probes else None
 
-    def to_dict(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, object]:
+        """The report as a JSON object (the CLI's and the Lambda's output), milliseconds."""
         v, sel = self.verdict, self.verdict.selection
         return {
             "checked_at": format_instant(self.checked_at),
-            "elapsed_ms": _ms(self.elapsed),
-            "servers": [s.to_dict() for s in self.servers],
-            "tss_minus_ntp_ms": _ms(v.tss_minus_ntp),
+            "elapsed_ms": _to_ms(self.elapsed),
+            "servers": [s.to_json() for s in self.servers],
+            "tss_minus_ntp_ms": _to_ms(v.tss_minus_ntp),
             "link_local_reachable": self.link_local_reachable,
             "selection": {
                 "truechimers": list(sel.truechimers),
                 "falsetickers": list(sel.falsetickers),
-                "offset_ms": _ms(sel.offset),
-                "error_bound_ms": _ms(sel.bound),
+                "offset_ms": _to_ms(sel.offset),
+                "error_bound_ms": _to_ms(sel.bound),
                 "majority": sel.majority,
                 "ambiguous": sel.ambiguous,
             },
             "verdict": {
                 "status": v.status.value,
                 "basis": v.basis,
-                "offset_ms": _ms(v.offset),
-                "error_bound_ms": _ms(v.bound),
-                "tss_minus_ntp_ms": _ms(v.tss_minus_ntp),
-                "valid_sources": v.valid_sources,
+                "offset_ms": _to_ms(v.offset),
+                "error_bound_ms": _to_ms(v.bound),
+                "tss_minus_ntp_ms": _to_ms(v.tss_minus_ntp),
+                "valid_sources": v.valid_servers,  # the output key stays as published
                 "falsetickers": v.falsetickers,
                 "kod_count": v.kod_count,
                 "timeout_count": v.timeout_count,
@@ -145,8 +150,9 @@ class DriftReport:
             },
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=False)
+    def to_json_text(self) -> str:
+        """:meth:`to_json` serialised: one line of JSON text."""
+        return json.dumps(self.to_json(), sort_keys=False)
 
     def clock_verdict(self) -> ClockVerdict:
         """The verdict as the clock guard stores it (offset and bound 0 when ``unknown``)."""
@@ -154,9 +160,9 @@ class DriftReport:
         return ClockVerdict(
             measured_at=self.checked_at,
             status=v.status.value,
-            offset_ms=Decimal(str(_ms(v.offset) or 0)),
-            bound_ms=Decimal(str(_ms(v.bound) or 0)),
-            valid_sources=v.valid_sources,
+            offset_ms=Decimal(str(_to_ms(v.offset) or 0)),
+            bound_ms=Decimal(str(_to_ms(v.bound) or 0)),
+            valid_sources=v.valid_servers,
             detail="; ".join(f.message for f in v.findings) or v.basis,
         )
 
@@ -217,7 +223,7 @@ def run_drift_check(
         best = probe.best()
         if best is not None:
             sample, taken_at = best
-            estimates.append(SourceEstimate(
+            estimates.append(ServerEstimate(
                 probe.spec.label, probe.spec.role, sample.offset,
                 sample.error_bound(age=end - taken_at), sample.leap,
             ))
@@ -248,7 +254,8 @@ def _specs(tss: str | None, ntp: Sequence[str], link_local: str | None) -> list[
     return specs
 
 
-def _ms(seconds: float | None) -> float | None:
+def _to_ms(seconds: float | None) -> float | None:
+    """Seconds as milliseconds for the report, rounded to the microsecond; None stays None."""
     return None if seconds is None else round(seconds * 1000, 3)
 
 
@@ -258,7 +265,7 @@ class _Probe:
 
     spec: ServerSpec
     address: str | None = None
-    samples: list[tuple[Sample, float]] = field(default_factory=list)  # with monotonic time
+    samples: list[tuple[NtpSample, float]] = field(default_factory=list)  # with monotonic time
     attempts: int = 0
     timeouts: int = 0
     kiss_codes: list[str] = field(default_factory=list)
@@ -267,11 +274,11 @@ class _Probe:
     stopped: str | None = None
     abandoned: bool = False
 
-    def best(self) -> tuple[Sample, float] | None:
+    def best(self) -> tuple[NtpSample, float] | None:
         best = best_sample(sample for sample, _ in self.samples)
         return next(((s, m) for s, m in self.samples if s is best), None)
 
-    def report(self, verdict: Verdict, bound: float | None) -> ServerReport:
+    def report(self, verdict: DriftAssessment, bound: float | None) -> ServerReport:
         best = self.best()
         sample = best[0] if best else None
         status, reason = self._status(verdict, sample)
@@ -282,7 +289,7 @@ class _Probe:
             reason=reason,
         )
 
-    def _status(self, verdict: Verdict, best: Sample | None) -> tuple[str, str]:
+    def _status(self, verdict: DriftAssessment, best: NtpSample | None) -> tuple[str, str]:
         label = self.spec.label
         if best is not None:
             used = f"best (least delay) of {len(self.samples)} valid sample(s)"
@@ -350,7 +357,7 @@ def _probe(
             probe.errors.append(str(exc))
             continue
         outcome = assess_reply(reply)
-        if isinstance(outcome, Sample):
+        if isinstance(outcome, NtpSample):
             probe.samples.append((outcome, clock.monotonic()))
             continue
         probe.rejections.append(outcome)

@@ -7,7 +7,7 @@ import threading
 
 from minutemeter.domain.errors import LeaseLostError, MinutemeterError
 from minutemeter.domain.lease import heartbeat_interval, must_stop
-from minutemeter.ports import Budget, Clock, LeaseGrant, StateStore
+from minutemeter.ports import Budget, Clock, LeaseGrant, LeaseStore
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class LeaseKeeper:
 
     def __init__(
         self,
-        store: StateStore,
+        store: LeaseStore,
         clock: Clock,
         source_id: str,
         holder: str,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from minutemeter.domain.errors import InputError, MinutemeterError, StoreError
 from minutemeter.domain.model import SourceConfig
@@ -42,7 +42,13 @@ from minutemeter.domain.timeutil import (
     is_minute_aligned,
     parse_rfc3339,
 )
-from minutemeter.ports import LedgerStore, StateStore
+from minutemeter.ports import (
+    ClockVerdictStore,
+    LedgerStore,
+    ReconcileStore,
+    SourceStore,
+    SyncStore,
+)
 from minutemeter.presenters import decimal_text, source_to_json
 from minutemeter.service.reconcile import MAX_WINDOW, ReconcileRequest
 from minutemeter.service.sources import check_source_id, registry_entries, source_status
@@ -55,6 +61,23 @@ STALE_FLOOR = timedelta(minutes=15)
 RECONCILE_FIELDS = frozenset({"source_id", "since", "until", "dry_run"})
 # A quota item no account ever has (accounts are UUIDs, months YYYY-MM): the ledger probe.
 _PROBE_ACCOUNT, _PROBE_MONTH = "healthz-probe", "0000-00"
+
+
+class StatusStores(Protocol):
+    """The stores the documents read (``ports.StateStores`` has them): the registry, sync state
+    and lease, reconcile records, and the clock verdict."""
+
+    @property
+    def sources(self) -> SourceStore: ...
+
+    @property
+    def sync(self) -> SyncStore: ...
+
+    @property
+    def reconciles(self) -> ReconcileStore: ...
+
+    @property
+    def verdicts(self) -> ClockVerdictStore: ...
 
 
 class MalformedRequestError(InputError):
@@ -114,15 +137,16 @@ def _instant(value: object, name: str) -> datetime:
 
 # -- sources and status -------------------------------------------------------------------------
 def source_document(
-    state: StateStore, source: SourceConfig, now: datetime, *, jobs: int = 0, reconciles: int = 0
+    stores: StatusStores, source: SourceConfig, now: datetime, *, jobs: int = 0,
+    reconciles: int = 0,
 ) -> dict[str, Any]:
     """A source: its whole configuration (``token_secret`` is a reference, never a token;
     ``lag_seconds`` is the configured lag), sync state, ``watermark_lag_seconds`` (how far the
     watermark is behind ``now``), last job result, health and lease; with ``jobs`` /
     ``reconciles`` > 0 also that many recent job results / reconcile records, newest first."""
-    status = source_status(state, source, now)
+    status = source_status(stores.sync, source, now)
     sync = status.state
-    grant = state.get_lease(source.source_id)
+    grant = stores.sync.get_lease(source.source_id)
     document: dict[str, Any] = {
         **source_to_json(source),
         "last_completed_until": sync.last_completed_until,
@@ -139,25 +163,26 @@ def source_document(
         },
     }
     if jobs:
-        document["recent_jobs"] = state.list_jobs(source.source_id, jobs)
+        document["recent_jobs"] = stores.sync.list_jobs(source.source_id, jobs)
     if reconciles:
-        document["recent_reconciles"] = state.list_reconciles(source.source_id, reconciles)
+        document["recent_reconciles"] = stores.reconciles.list_reconciles(source.source_id,
+                                                                          reconciles)
     plain: dict[str, Any] = jsonable(document)
     return plain
 
 
 def source_documents(
-    state: StateStore, now: datetime, *, jobs: int = 0
+    stores: StatusStores, now: datetime, *, jobs: int = 0
 ) -> list[dict[str, Any]]:
     """:func:`source_document` of every registered source; a source whose record or sync
     state cannot be read is :func:`unreadable_document` instead (and a warning in the log)."""
     documents = []
-    for entry in registry_entries(state):
+    for entry in registry_entries(stores.sources):
         if isinstance(entry, UnreadableSource):
             documents.append(unreadable_document(entry))
             continue
         try:
-            documents.append(source_document(state, entry, now, jobs=jobs))
+            documents.append(source_document(stores, entry, now, jobs=jobs))
         except StoreError:
             raise  # the table did not answer: the listing fails as a whole
         except (MinutemeterError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
@@ -177,12 +202,12 @@ STATUS_FIELDS = ("source_id", "enabled", "last_completed_until", "watermark_lag_
                  "consecutive_failures", "last_error", "last_job", "health")
 
 
-def status_document(state: StateStore, now: datetime) -> dict[str, Any]:
+def status_document(stores: StatusStores, now: datetime) -> dict[str, Any]:
     """The last job result and health of every source (a subset of the source documents)."""
     return {
         "generated_at": format_instant(now),
         "sources": [d if "error" in d else {k: d[k] for k in STATUS_FIELDS}
-                    for d in source_documents(state, now)],
+                    for d in source_documents(stores, now)],
     }
 
 
@@ -200,13 +225,13 @@ def stale_limit_seconds(source: SourceConfig) -> int:
 
 
 def check_health(
-    state: StateStore, ledger: LedgerStore, settings: Settings, now: datetime
+    stores: StatusStores, ledger: LedgerStore, settings: Settings, now: datetime
 ) -> HealthReport:
     """Run the three checks of the module doc; storage failures fail checks, never raise."""
     tables: dict[str, Any] = {"state": "ok", "ledger": "ok"}
     sources: list[SourceConfig | UnreadableSource] | None = None
     try:
-        sources = registry_entries(state)
+        sources = registry_entries(stores.sources)
     except StoreError as exc:
         tables["state"] = _failure(exc)
     try:
@@ -215,8 +240,8 @@ def check_health(
         tables["ledger"] = _failure(exc)
     checks = {
         "tables": {"ok": tables["state"] == "ok" and tables["ledger"] == "ok", **tables},
-        "clock_verdict": _verdict_check(state, settings, now),
-        "sources": _sources_check(state, sources, now),
+        "clock_verdict": _verdict_check(stores.verdicts, settings, now),
+        "sources": _sources_check(stores.sync, sources, now),
     }
     failing = [name for name, check in checks.items() if not check["ok"]]
     document = {"ok": not failing, "checked_at": format_instant(now), "failing": failing,
@@ -224,11 +249,13 @@ def check_health(
     return HealthReport(ok=not failing, document=jsonable(document))
 
 
-def _verdict_check(state: StateStore, settings: Settings, now: datetime) -> dict[str, Any]:
+def _verdict_check(
+    verdicts: ClockVerdictStore, settings: Settings, now: datetime
+) -> dict[str, Any]:
     limit = settings.clock_verdict_max_age_seconds
     check: dict[str, Any] = {"ok": False, "max_age_seconds": limit}
     try:
-        verdict = state.get_clock_verdict()
+        verdict = verdicts.get_clock_verdict()
     except StoreError as exc:
         return {**check, "reason": _failure(exc)}
     if verdict is None:
@@ -242,7 +269,7 @@ def _verdict_check(state: StateStore, settings: Settings, now: datetime) -> dict
 
 
 def _sources_check(
-    state: StateStore, entries: list[SourceConfig | UnreadableSource] | None, now: datetime
+    sync: SyncStore, entries: list[SourceConfig | UnreadableSource] | None, now: datetime
 ) -> dict[str, Any]:
     if entries is None:
         return {"ok": False, "reason": "the state table did not answer"}
@@ -253,7 +280,7 @@ def _sources_check(
     try:
         for source in (s for s in sources if s.enabled):
             try:
-                mark = state.get_state(source.source_id).last_completed_until
+                mark = sync.get_state(source.source_id).last_completed_until
             except StoreError:
                 raise
             except (MinutemeterError, KeyError, TypeError, ValueError, ArithmeticError):

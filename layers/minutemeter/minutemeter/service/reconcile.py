@@ -39,7 +39,7 @@ from minutemeter.domain.usage import UsageAccumulator, UsageResult
 from minutemeter.domain.validation import SampleRules
 from minutemeter.domain.window import split_window
 from minutemeter.ports import Budget, LedgerFilter
-from minutemeter.service.collect import CollectDeps, fetch_time_left, time_for
+from minutemeter.service.collect import BillingDeps, fetch_time_left, time_for
 from minutemeter.service.commit import CommitContext, commit_buckets
 from minutemeter.service.fetch import WindowFetch
 from minutemeter.service.lease import LeaseKeeper
@@ -168,7 +168,7 @@ def check_request(source: SourceConfig, state: SyncState, request: ReconcileRequ
 
 
 def reconcile(
-    deps: CollectDeps,
+    deps: BillingDeps,
     request: ReconcileRequest,
     *,
     budget: Budget | None = None,
@@ -181,8 +181,8 @@ def reconcile(
     other failure ends in a result with status ``error`` (or ``partial`` when some chunks
     were done), recorded like the rest.
     """
-    source = deps.state.get_source(request.source_id)
-    state = deps.state.get_state(request.source_id)
+    source = deps.sources.get_source(request.source_id)
+    state = deps.sync.get_state(request.source_id)
     check_request(source, state, request)
     now = deps.clock.now()
     run_id = deps.clock.new_run_id()
@@ -190,7 +190,7 @@ def reconcile(
     result = ReconcileResult(reconcile_id=rid, run_id=run_id, request=request, started_at=now)
     window = Window(request.since, request.until)
     if not request.dry_run:
-        done = deps.state.get_reconcile_progress(request.source_id, rid)
+        done = deps.reconciles.get_reconcile_progress(request.source_id, rid)
         if done is not None and window.since < done < window.until:  # an unfinished confirm
             logger.info("resuming reconcile", extra={"reconcile_id": rid, "from": str(done)})
             window = Window(done, window.until)
@@ -215,7 +215,7 @@ def reconcile(
             result.chunks_done += 1
             result.completed_until = chunk.until
             if not request.dry_run:
-                deps.state.put_reconcile_progress(request.source_id, rid, chunk.until)
+                deps.reconciles.put_reconcile_progress(request.source_id, rid, chunk.until)
             if progress is not None:
                 progress(result.chunks_done, result.chunks_total)
         result.status = _status(result)
@@ -233,7 +233,7 @@ def reconcile(
             lease.release()
         result.finished_at = deps.clock.now()
         try:
-            deps.state.record_reconcile(result.to_json(max_differences=200))
+            deps.reconciles.record_reconcile(result.to_json(max_differences=200))
         except MinutemeterError:
             logger.exception("could not record the reconcile", extra={"reconcile_id": rid})
     if busy is not None:
@@ -252,16 +252,16 @@ def _status(result: ReconcileResult) -> str:
 
 
 def _take_lease(
-    deps: CollectDeps, source: SourceConfig, holder: str, sleep: Callable[[float], None],
+    deps: BillingDeps, source: SourceConfig, holder: str, sleep: Callable[[float], None],
     budget: Budget | None,
 ) -> LeaseKeeper:
     """The source's lease, queueing behind a running collector: one try a second for
     LEASE_WAIT_SECONDS (counted in tries, so an injected ``sleep`` makes it instant)."""
     margin = takeover_margin_seconds(
-        deps.settings.lease_margin_seconds, deps.state.get_clock_verdict()
+        deps.settings.lease_margin_seconds, deps.verdicts.get_clock_verdict()
     )
     for attempt in range(int(LEASE_WAIT_SECONDS) + 1):
-        lease = LeaseKeeper(deps.state, deps.clock, source.source_id, holder=f"reconcile-{holder}",
+        lease = LeaseKeeper(deps.sync, deps.clock, source.source_id, holder=f"reconcile-{holder}",
                             lease_seconds=source.lease_seconds, margin_seconds=margin,
                             heartbeat=deps.lease_heartbeat, budget=budget)
         try:
@@ -275,7 +275,7 @@ def _take_lease(
 
 
 def _reconcile_chunk(
-    deps: CollectDeps,
+    deps: BillingDeps,
     source: SourceConfig,
     state: SyncState,
     chunk: Window,
@@ -286,8 +286,8 @@ def _reconcile_chunk(
 ) -> None:
     recomputed = _recompute(deps, source, state, chunk, now, budget)
     truth = recomputed.truth
-    seen = {c.account_id for c in deps.state.list_checkpoints(source.source_id)}
-    seen |= set(deps.state.list_reconciled_accounts(source.source_id))
+    seen = {c.account_id for c in deps.checkpoints.list_checkpoints(source.source_id)}
+    seen |= set(deps.reconciles.list_reconciled_accounts(source.source_id))
     accounts = seen | {account for _, account, _ in truth}
     corrections: list[CorrectionSpec] = []
     unverifiable: list[Difference] = []
@@ -318,13 +318,13 @@ def _reconcile_chunk(
         return
     # Accounts only reconcile has billed are remembered before their corrections are written,
     # so a later reconcile of the window still finds them (the collector's are in checkpoints).
-    deps.state.add_reconciled_accounts(
+    deps.reconciles.add_reconciled_accounts(
         source.source_id, {c.usage.account_id for c in corrections} - seen
     )
     totals = commit_buckets(
         deps.ledger,
         corrections,
-        deps.state.get_profiles({c.usage.account_id for c in corrections}),
+        deps.profiles.get_profiles({c.usage.account_id for c in corrections}),
         deps.settings.default_profile,
         CommitContext(source.source_id, result.reconcile_id, now),
         concurrency=deps.settings.commit_concurrency,
@@ -344,7 +344,7 @@ class _Recomputed:
 
 
 def _recompute(
-    deps: CollectDeps, source: SourceConfig, state: SyncState, chunk: Window, now: datetime,
+    deps: BillingDeps, source: SourceConfig, state: SyncState, chunk: Window, now: datetime,
     budget: Budget | None,
 ) -> _Recomputed:
     """Stream the chunk (and a lookback for each counter's value at its start) from the
@@ -353,7 +353,7 @@ def _recompute(
     rules = SampleRules(window=fetched, now=now,
                         tolerance=timedelta(seconds=deps.settings.clock_tolerance_seconds),
                         max_counter=deps.settings.max_counter_bytes)
-    fetch = WindowFetch(deps.exporter, source, state, fetched, rules,
+    fetch = WindowFetch(deps.readers, source, state, fetched, rules,
                         time_left=lambda: fetch_time_left(deps, budget))
     baseline = state.baseline_taken_at
     baseline_pending = baseline is not None and chunk.since <= baseline < chunk.until
@@ -389,7 +389,7 @@ def _recompute(
 
 
 def _references(
-    deps: CollectDeps, source: SourceConfig, state: SyncState, node_id: str, chunk: Window,
+    deps: BillingDeps, source: SourceConfig, state: SyncState, node_id: str, chunk: Window,
     accounts: set[str], lookback: dict[str, Checkpoint],
 ) -> dict[str, Checkpoint]:
     """Each account's counter value before the chunk, as far as it can be known.
@@ -416,7 +416,7 @@ def _references(
     if not unexplained:
         return found
     before = chunk.since - timedelta(microseconds=1)  # before every sample of the chunk
-    for account in deps.state.get_checkpoints(source.source_id, node_id, unexplained):
+    for account in deps.checkpoints.get_checkpoints(source.source_id, node_id, unexplained):
         first = min((e.usage for e in deps.ledger.export(LedgerFilter(
                          source_id=source.source_id, account_id=account,
                          since=chunk.since, until=chunk.until))

@@ -10,7 +10,13 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 from minutemeter.domain.errors import ConfigError, InputError, SourceNotFoundError
-from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceConfig, SyncState
+from minutemeter.domain.model import (
+    ClockGuardAction,
+    ResetPolicy,
+    SourceConfig,
+    SourceKind,
+    SyncState,
+)
 from minutemeter.domain.references import classify_reference
 from minutemeter.domain.registry import (
     EARLIEST_START,
@@ -22,7 +28,7 @@ from minutemeter.domain.registry import (
 )
 from minutemeter.domain.text import shorten
 from minutemeter.domain.timeutil import MINUTE, floor_minute, format_second, is_minute_aligned
-from minutemeter.ports import StateStore
+from minutemeter.ports import SourceStore, SyncStore
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +53,11 @@ class SourceChanges:
     enabled: bool | None = None
     clock_guard: ClockGuardAction | None = None
     clock_margin_ms: int | None = None
+    kind: SourceKind | None = None
 
 
 def put_source(
-    state: StateStore, source_id: str, changes: SourceChanges, now: datetime
+    sources: SourceStore, sync: SyncStore, source_id: str, changes: SourceChanges, now: datetime
 ) -> SourceConfig:
     """Create or update a source; unspecified fields keep their value.
 
@@ -63,7 +70,7 @@ def put_source(
     if changes.start is not None:
         check_start(changes.start)  # before rounding: a start at the end of time cannot round
     try:
-        current: SourceConfig | None = state.get_source(source_id)
+        current: SourceConfig | None = sources.get_source(source_id)
     except SourceNotFoundError:
         current = None
     except SourceUnreadableError as exc:
@@ -85,15 +92,17 @@ def put_source(
     source = replace(current, **updates)
     validate_source(source)
     if source.reset_policy is not current.reset_policy:
-        _check_policy_change(state, current, source)
-    state.put_source(source)
+        _check_policy_change(sync, current, source)
+    if source.kind is not current.kind:
+        _check_kind_change(sync, current, source)
+    sources.put_source(source)
     return source
 
 
-def _check_policy_change(state: StateStore, current: SourceConfig, source: SourceConfig) -> None:
+def _check_policy_change(sync: SyncStore, current: SourceConfig, source: SourceConfig) -> None:
     """A source that has billed keeps its reset policy: reconcile recomputes billed windows with
     the source's policy, so a change would re-rate every reset it already billed."""
-    mark = state.get_state(current.source_id).last_completed_until
+    mark = sync.get_state(current.source_id).last_completed_until
     if mark is None:
         return
     raise InputError(
@@ -102,6 +111,22 @@ def _check_policy_change(state: StateStore, current: SourceConfig, source: Sourc
         f"already billed. Register a new source id with --reset-policy "
         f"{source.reset_policy.value} --start {format_second(mark)} (it starts from a fresh "
         "baseline), then disable this one"
+    )
+
+
+def _check_kind_change(sync: SyncStore, current: SourceConfig, source: SourceConfig) -> None:
+    """A source that has billed keeps its kind: its checkpoints and baseline are counters read
+    by its kind's reader, and another kind reads other counters (reconcile would recompute the
+    billed windows from them)."""
+    mark = sync.get_state(current.source_id).last_completed_until
+    if mark is None:
+        return
+    raise InputError(
+        f"source {current.source_id!r} has billed up to {format_second(mark)} as --kind "
+        f"{current.kind.value}; another kind reads other counters, which must not be diffed "
+        f"against the ones already billed. Register a new source id with --kind "
+        f"{source.kind.value} --start {format_second(mark)} (it starts from a fresh baseline), "
+        "then disable this one"
     )
 
 
@@ -173,9 +198,9 @@ def validate_source(source: SourceConfig) -> None:
 
 @runtime_checkable
 class SourceRegistry(Protocol):
-    """A state store that can list unreadable registry records too (``DynamoStateStore``).
+    """A source store that can list unreadable registry records too (``DynamoSourceStore``).
 
-    Belongs on ``ports.StateStore`` once every implementation (the fakes) has it; until then
+    Belongs on ``ports.SourceStore`` once every implementation (the fakes) has it; until then
     :func:`registry_entries` falls back to ``list_sources`` (stores that cannot hold an
     unreadable record)."""
 
@@ -183,12 +208,12 @@ class SourceRegistry(Protocol):
         """Every registry record, by source id: a config, or why it cannot be read."""
 
 
-def registry_entries(state: StateStore) -> list[SourceConfig | UnreadableSource]:
+def registry_entries(sources: SourceStore) -> list[SourceConfig | UnreadableSource]:
     """Every registered source; an unreadable record is an :class:`UnreadableSource` entry
     rather than a failure of the whole listing."""
-    if isinstance(state, SourceRegistry):
-        return state.list_source_entries()
-    return list(state.list_sources())
+    if isinstance(sources, SourceRegistry):
+        return sources.list_source_entries()
+    return list(sources.list_sources())
 
 
 @dataclass(frozen=True)
@@ -198,12 +223,12 @@ class SourceStatus:
     lag_seconds: float | None
 
 
-def source_status(state: StateStore, source: SourceConfig, now: datetime) -> SourceStatus:
+def source_status(sync: SyncStore, source: SourceConfig, now: datetime) -> SourceStatus:
     """The source's sync state and how far its watermark is behind ``now``."""
-    sync = state.get_state(source.source_id)
-    mark = sync.last_completed_until
+    state = sync.get_state(source.source_id)
+    mark = state.last_completed_until
     lag = (now - mark).total_seconds() if mark else None
-    return SourceStatus(source=source, state=sync, lag_seconds=lag)
+    return SourceStatus(source=source, state=state, lag_seconds=lag)
 
 
 def _ceil_minute(moment: datetime) -> datetime:

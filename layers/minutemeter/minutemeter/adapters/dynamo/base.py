@@ -24,8 +24,11 @@ from minutemeter.domain.errors import StoreError
 if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambda layer runs without them
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import (
+        ConditionCheckTypeDef,
         DeleteItemInputTypeDef,
+        DeleteTypeDef,
         PutItemInputTypeDef,
+        PutTypeDef,
         QueryInputTypeDef,
         ScanInputTypeDef,
         TransactWriteItemTypeDef,
@@ -225,27 +228,34 @@ class DynamoTable:
         self, item: Mapping[str, Any], *, condition: str, values: Mapping[str, Any]
     ) -> TransactWriteItemTypeDef:
         """A conditional Put on this table, for :meth:`transact_write`."""
-        return {
-            "Put": {
-                "TableName": self.name,
-                "Item": to_wire(item),
-                "ConditionExpression": condition,
-                "ExpressionAttributeValues": expression_values(values),
-            }
+        action: PutTypeDef = {
+            "TableName": self.name, "Item": to_wire(item), "ConditionExpression": condition,
         }
+        if values:  # DynamoDB refuses an empty ExpressionAttributeValues
+            action["ExpressionAttributeValues"] = expression_values(values)
+        return {"Put": action}
+
+    def delete_action(
+        self, key: Mapping[str, Any], *, condition: str, values: Mapping[str, Any]
+    ) -> TransactWriteItemTypeDef:
+        """A conditional Delete on this table, for :meth:`transact_write`."""
+        action: DeleteTypeDef = {
+            "TableName": self.name, "Key": to_wire(key), "ConditionExpression": condition,
+        }
+        if values:  # DynamoDB refuses an empty ExpressionAttributeValues
+            action["ExpressionAttributeValues"] = expression_values(values)
+        return {"Delete": action}
 
     def check_action(
         self, key: Mapping[str, Any], *, condition: str, values: Mapping[str, Any]
     ) -> TransactWriteItemTypeDef:
         """A ConditionCheck of an item of this table, for :meth:`transact_write`."""
-        return {
-            "ConditionCheck": {
-                "TableName": self.name,
-                "Key": to_wire(key),
-                "ConditionExpression": condition,
-                "ExpressionAttributeValues": expression_values(values),
-            }
+        action: ConditionCheckTypeDef = {
+            "TableName": self.name, "Key": to_wire(key), "ConditionExpression": condition,
         }
+        if values:  # DynamoDB refuses an empty ExpressionAttributeValues
+            action["ExpressionAttributeValues"] = expression_values(values)
+        return {"ConditionCheck": action}
 
     def transact_write(self, actions: Sequence[TransactWriteItemTypeDef]) -> Outcome:
         """TransactWriteItems of ``actions`` (each names its table, see :meth:`put_action`).
@@ -269,15 +279,17 @@ class DynamoTable:
 
     # -- batches -----------------------------------------------------------------------------
     def batch_get(
-        self, keys: Sequence[Mapping[str, Any]], *, projection: str | None = None
+        self, keys: Sequence[Mapping[str, Any]], *, projection: str | None = None,
+        consistent: bool = True,
     ) -> list[Item]:
-        """Strongly consistent BatchGetItem over any number of keys, retrying unprocessed keys."""
+        """BatchGetItem over any number of keys, retrying unprocessed keys; strongly consistent
+        unless ``consistent`` is False (half the read units)."""
         found: list[Item] = []
         unique = list({(k["pk"], k["sk"]): k for k in keys}.values())
         for start in range(0, len(unique), BATCH_GET_LIMIT):
             request: dict[str, Any] = {
                 "Keys": [to_wire(k) for k in unique[start : start + BATCH_GET_LIMIT]],
-                "ConsistentRead": True,
+                "ConsistentRead": consistent,
             }
             if projection:
                 request["ProjectionExpression"] = projection
@@ -323,9 +335,11 @@ class DynamoTable:
     def query(
         self, key_condition: str, values: Mapping[str, Any], *,
         filter_expression: str | None = None, newest_first: bool = False, consistent: bool = True,
+        projection: str | None = None,
     ) -> Iterator[Item]:
         """Every item of a Query, in sort key order (descending with ``newest_first``), read
-        page by page as the caller iterates (stop early and no further page is read)."""
+        page by page as the caller iterates (stop early and no further page is read).
+        ``projection`` narrows what is returned, not what is billed (the whole items read)."""
         request: QueryInputTypeDef = {
             "TableName": self.name,
             "KeyConditionExpression": key_condition,
@@ -335,6 +349,8 @@ class DynamoTable:
         }
         if filter_expression is not None:
             request["FilterExpression"] = filter_expression
+        if projection is not None:
+            request["ProjectionExpression"] = projection
         if newest_first:
             request["ScanIndexForward"] = False
         return self._items("query", lambda page: self.client.query(**request, **page))
