@@ -105,9 +105,9 @@ def test_source_ids_parameter(template: dict[str, Any]) -> None:
 
 def test_schedule_parameters(template: dict[str, Any]) -> None:
     params = template["Parameters"]
-    assert params["ScheduleExpression"]["Default"] == "rate(1 minute)"
+    assert params["ScheduleExpression"]["Default"] == "rate(5 minutes)"  # docs/schedules.md
     pattern = re.compile(params["ScheduleExpression"]["AllowedPattern"])
-    assert pattern.fullmatch("rate(5 minutes)") and pattern.fullmatch("cron(* * * * ? *)")
+    assert pattern.fullmatch("rate(1 minute)") and pattern.fullmatch("cron(* * * * ? *)")
     assert not pattern.fullmatch("at(2026-11-25T10:00:00)"), "a one-time schedule is no tick"
     assert params["ScheduleState"]["Default"] == "ENABLED"
     assert params["ScheduleState"]["AllowedValues"] == ["ENABLED", "DISABLED"]
@@ -182,7 +182,7 @@ def test_schedule_shape(expanded: dict[str, Any]) -> None:
     for name, res in _schedules(expanded).items():
         props = res["Properties"]
         assert props["GroupName"] == {"Ref": "ScheduleGroup"}, name
-        assert props["ScheduleExpression"] == "rate(1 minute)", name
+        assert props["ScheduleExpression"] == "rate(5 minutes)", name
         assert props["State"] == "ENABLED", name
         assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}, name
         _assert_target(name, props["Target"])
@@ -191,13 +191,13 @@ def test_schedule_shape(expanded: dict[str, Any]) -> None:
 def test_schedule_parameters_reach_every_schedule(sam_template: dict[str, Any]) -> None:
     parameters = {
         "SourceIds": "a,b",
-        "ScheduleExpression": "rate(5 minutes)",
+        "ScheduleExpression": "rate(1 minute)",
         "ScheduleState": "DISABLED",
     }
     schedules = _schedules(sam_expand.expand(sam_template, parameters))
     assert len(schedules) == 2
     for name, res in schedules.items():
-        assert res["Properties"]["ScheduleExpression"] == "rate(5 minutes)", name
+        assert res["Properties"]["ScheduleExpression"] == "rate(1 minute)", name
         assert res["Properties"]["State"] == "DISABLED", name
 
 
