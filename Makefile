@@ -81,9 +81,12 @@ lint:
 	$(BIN)/ruff check .
 
 # Each handler is its own module named app (SAM's convention), so mypy sees them one at a time.
+# The tests are the package tests (strict too, from pyproject.toml); they load the handlers by
+# file path, so mypy never sees two modules named app at once.
 typecheck:
 	$(BIN)/mypy layers/minutemeter/minutemeter
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler" || exit 1; done
+	$(BIN)/mypy tests
 
 clean:
 	rm -rf $(VENV) $(LOCAL) .aws-sam

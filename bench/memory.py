@@ -39,9 +39,10 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]  # no stubs in the dev tools
 
 from bench.ledger_loader import LoaderLedger
-from minutemeter.adapters.dynamo.base import CapacityMeter, DynamoTable
+from minutemeter.adapters.dynamo.base import DynamoTable
 from minutemeter.adapters.dynamo.schema import create_tables
 from minutemeter.adapters.dynamo.state import dynamo_state_stores
+from minutemeter.adapters.dynamo.wire import CapacityMeter
 from minutemeter.adapters.exporter_http import HttpExporter
 from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.adapters.system import SystemClock
@@ -50,7 +51,8 @@ from minutemeter.domain.timeutil import floor_minute, format_second
 from minutemeter.local import exporter as sample_exporter
 from minutemeter.local.ddb import ENV_DDB_LOCAL_DIR, LOCAL_CREDENTIALS, DynamoDBLocal, find_jar
 from minutemeter.local.exporter import SampleExporter, SyntheticCounters, account_ids
-from minutemeter.service.collect import BillingDeps, collect_source
+from minutemeter.service.collect import collect_source
+from minutemeter.service.deps import BillingDeps
 from minutemeter.service.sources import SourceChanges, put_source
 from minutemeter.settings import ENV_LEDGER_TABLE, ENV_STATE_TABLE, Settings
 
@@ -181,15 +183,12 @@ def load_history(client: Any, ledger: str, state: str, source_id: str) -> dict[s
     meter = CapacityMeter()
     loader = LoaderLedger(DynamoTable(client, ledger, meter))
     stores = dynamo_state_stores(DynamoTable(client, state, meter))
-    deps = BillingDeps(
-        settings=Settings(ledger_table=ledger, state_table=state),
-        clock=SystemClock(),
-        readers={SourceKind.EXPORTER: ExporterReader(HttpExporter(timeout_seconds=30,
-                                                                  retries=0))},
-        ledger=loader,
-        sources=stores.sources, sync=stores.sync, checkpoints=stores.checkpoints,
-        profiles=stores.profiles, records=stores.records, reconciles=stores.reconciles,
-        verdicts=stores.verdicts,
+    deps = BillingDeps.from_stores(
+        Settings(ledger_table=ledger, state_table=state),
+        SystemClock(),
+        {SourceKind.EXPORTER: ExporterReader(HttpExporter(timeout_seconds=30, retries=0))},
+        loader,
+        stores,
     )
     started = time.perf_counter()
     job = collect_source(deps, source_id)

@@ -13,12 +13,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from minutemeter.adapters.dynamo.state.items import job_to_dict
 from minutemeter.adapters.system import LambdaBudget
 from minutemeter.bootstrap import App, warm_app
 from minutemeter.domain.errors import InputError
 from minutemeter.domain.model import JobStatus
 from minutemeter.observability import NAMESPACE, SOURCE_DIMENSION, collector_metrics
+from minutemeter.presenters import job_to_dict
 from minutemeter.service.collect import collect_source
 
 logger = Logger()

@@ -74,7 +74,7 @@ def test_an_account_listed_twice_is_unreadable_whichever_copy_comes_first(
     counters = SyntheticCounters(ACCOUNTS, T0, end=T0 + timedelta(minutes=30))
     history = counters.history(T0 + timedelta(minutes=30))
     doubled = history[41][0]  # 10:10:15 and a few ms
-    wrong = {doubled: [(ACCOUNTS[0], 10**15)]}
+    wrong: dict[datetime, list[tuple[str, object]]] = {doubled: [(ACCOUNTS[0], 10**15)]}
     with SampleExporter(_static(history, wrong)) as exporter:
         any_backend.state.sources.put_source(SourceConfig("s1", exporter.url, START))
         deps = deps_for(any_backend, FakeClock(T0 + timedelta(minutes=30)))

@@ -117,8 +117,8 @@ def test_the_handler_stores_the_verdict_and_prints_its_metrics(
                    "MINUTEMETER_STATE_TABLE": "drift-state",
                    "MINUTEMETER_DRIFT_TSS": tss.address, "MINUTEMETER_DRIFT_NTP": ntp.address,
                    "MINUTEMETER_DRIFT_LINK_LOCAL": "", "MINUTEMETER_DRIFT_BUDGET_SECONDS": "10"}
-        for name, value in environ.items():
-            monkeypatch.setenv(name, value)
+        for name, setting in environ.items():
+            monkeypatch.setenv(name, setting)
         with mock_aws():
             app = bootstrap(load_settings(environ),
                             session=boto3.session.Session(region_name="us-east-1"))

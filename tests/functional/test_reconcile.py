@@ -26,7 +26,8 @@ from minutemeter.local.exporter import (
     rfc3339,
 )
 from minutemeter.local.truth import expected_usage
-from minutemeter.service.reconcile import NoEvidenceError, ReconcileRequest, reconcile
+from minutemeter.service.reconcile import ReconcileRequest, reconcile
+from minutemeter.service.reconcile_chunk import NoEvidenceError
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.harness import deps_for, exported, run_until_caught_up

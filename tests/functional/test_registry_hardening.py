@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from minutemeter.adapters.dynamo.base import CapacityMeter, to_wire
 from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore
 from minutemeter.adapters.dynamo.state.items import MAX_ERROR_CHARS, MAX_NOTE_CHARS, MAX_NOTES
 from minutemeter.adapters.dynamo.state.sources import DynamoSourceStore
+from minutemeter.adapters.dynamo.wire import CapacityMeter, to_wire
 from minutemeter.adapters.exporter_http import HttpExporter
 from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.bootstrap import App

@@ -6,10 +6,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from minutemeter.adapters.dynamo.base import CapacityMeter, DynamoTable
+from minutemeter.adapters.dynamo.base import DynamoTable
 from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore
 from minutemeter.adapters.dynamo.schema import create_tables
 from minutemeter.adapters.dynamo.state import dynamo_state_stores
+from minutemeter.adapters.dynamo.wire import CapacityMeter
 from minutemeter.ports import LedgerStore, StateStores
 from minutemeter.settings import Settings
 

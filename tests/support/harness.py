@@ -14,7 +14,8 @@ from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.domain.model import JobResult, JobStatus, LedgerEntry, SourceConfig, SourceKind
 from minutemeter.domain.timeutil import format_second
 from minutemeter.ports import Clock, LedgerFilter
-from minutemeter.service.collect import BillingDeps, collect_source
+from minutemeter.service.collect import collect_source
+from minutemeter.service.deps import BillingDeps
 from tests.support.backends import Backend
 
 

@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore
 from minutemeter.adapters.dynamo.schema import create_tables
+from minutemeter.adapters.dynamo.state.sources import DynamoSourceStore
 from minutemeter.bootstrap import bootstrap
 from minutemeter.domain.model import ClockVerdict, SourceConfig
 from minutemeter.local.exporter import SampleExporter, SyntheticCounters, account_ids
@@ -29,6 +31,9 @@ from minutemeter.service.operations import check_health, source_document, status
 from minutemeter.service.reconcile import ReconcileRequest, reconcile
 from minutemeter.settings import Settings
 from tests.support.clock import FakeClock
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 LEDGER, STATE = "iam-ledger", "iam-state"
@@ -98,14 +103,20 @@ def _run_everything() -> dict[str, set[tuple[str, str, str | None]]]:
                                          commit_concurrency=1),
                                 clock=FakeClock(T0 + timedelta(minutes=40)), session=session)
                 app = replace(app, dynamodb=recorder)
-                app.ledger.table.client = recorder
-                state_table = app.state.sources.table  # one DynamoTable under every state store
-                state_table.client = recorder
+                # bootstrap wires the DynamoDB adapters; the recorder stands in for their client
+                # (a proxy: it answers every client method through __getattr__)
+                ledger, sources = app.ledger, app.state.sources
+                assert isinstance(ledger, DynamoLedgerStore)
+                assert isinstance(sources, DynamoSourceStore)
+                recording = cast("DynamoDBClient", recorder)
+                ledger.table.client = recording
+                state_table = sources.table  # one DynamoTable under every state store
+                state_table.client = recording
                 if function == "CollectorFunction":
                     state_table.client = raw  # arranging the source is the operator's
                     app.state.sources.put_source(SourceConfig("s1", exporter.url,
                                                               T0 + timedelta(minutes=1)))
-                    state_table.client = recorder
+                    state_table.client = recording
                     for _ in range(3):
                         collect_source(app.billing_deps, "s1")
                 elif function == "ApiFunction":

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-from minutemeter.adapters.dynamo.base import CapacityMeter
+from minutemeter.adapters.dynamo.wire import CapacityMeter
 from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.bootstrap import App
 from minutemeter.domain.errors import InputError
@@ -258,12 +258,12 @@ def fake_app() -> Iterator[App]:
     state.sync.commit_progress("demo", until=T0 + timedelta(minutes=49), node_id="node-a",
                                baseline_taken_at=T0 + timedelta(minutes=1), at=T0, fence=None)
     app = App(settings=Settings(), clock=FakeClock(T0 + timedelta(days=3)), dynamodb=None,
-              meter=CapacityMeter(), ledger=FakeLedgerStore(),  # type: ignore[arg-type]
+              meter=CapacityMeter(), ledger=FakeLedgerStore(),
               state=state,
               readers={SourceKind.EXPORTER: ExporterReader(EmptyExporter())})
-    previous, api._app = api._app, app
-    yield app
-    api._app = previous
+    with pytest.MonkeyPatch.context() as patch:  # the handler's warm app, put back afterwards
+        patch.setattr(api, "_app", app)
+        yield app
 
 
 class Context:

@@ -12,8 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from minutemeter.adapters.dynamo.base import CapacityMeter, DynamoTable, Outcome
+from minutemeter.adapters.dynamo.base import DynamoTable
 from minutemeter.adapters.dynamo.schema import create_tables
+from minutemeter.adapters.dynamo.wire import CapacityMeter, Outcome
 from minutemeter.domain.errors import StoreError
 
 KEY = {"pk": "P", "sk": "S"}

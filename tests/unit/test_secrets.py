@@ -217,14 +217,14 @@ def test_a_binary_secret_is_a_typed_error(aws: None, clients: Clients) -> None:
 @pytest.fixture
 def later(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Moves the wall clock that Powertools Parameters reads for its cache expiry
-    (``datetime.now()`` in its ``base`` module, nowhere else) by the given seconds."""
-    real = parameters_base.datetime
+    (``datetime.now()`` in its ``base`` module, nowhere else) by the given seconds.
+    That module's ``datetime`` is the standard one (``from datetime import datetime``)."""
     shift = [0.0]
 
-    class Shifted(real):  # type: ignore[misc,valid-type]
+    class Shifted(datetime):
         @classmethod
         def now(cls, tz: tzinfo | None = None) -> Any:
-            return real.now(tz) + timedelta(seconds=shift[0])
+            return datetime.now(tz) + timedelta(seconds=shift[0])
 
     monkeypatch.setattr(parameters_base, "datetime", Shifted)
 

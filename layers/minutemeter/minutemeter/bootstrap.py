@@ -10,16 +10,17 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from minutemeter.adapters.dynamo.base import CapacityMeter, DynamoTable
+from minutemeter.adapters.dynamo.base import DynamoTable
 from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore
 from minutemeter.adapters.dynamo.state import dynamo_state_stores
+from minutemeter.adapters.dynamo.wire import CapacityMeter
 from minutemeter.adapters.exporter_http import HttpExporter, TokenLookup
 from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.adapters.secrets import SecretTokenLookup
 from minutemeter.adapters.system import SystemClock
 from minutemeter.domain.model import SourceKind
 from minutemeter.ports import Clock, CounterReader, LedgerStore, SourceReaders, StateStores
-from minutemeter.service.collect import BillingDeps
+from minutemeter.service.deps import BillingDeps
 from minutemeter.settings import Settings, load_settings
 from minutemeter.stack import StackOutputs, describe_stack, settings_for_stack
 
@@ -47,18 +48,8 @@ class App:
     def billing_deps(self) -> BillingDeps:
         """What :func:`~minutemeter.service.collect.collect_source` and
         :func:`~minutemeter.service.reconcile.reconcile` take."""
-        return BillingDeps(
-            settings=self.settings,
-            clock=self.clock,
-            readers=self.readers,
-            ledger=self.ledger,
-            sources=self.state.sources,
-            sync=self.state.sync,
-            checkpoints=self.state.checkpoints,
-            profiles=self.state.profiles,
-            records=self.state.records,
-            reconciles=self.state.reconciles,
-            verdicts=self.state.verdicts,
+        return BillingDeps.from_stores(
+            self.settings, self.clock, self.readers, self.ledger, self.state
         )
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
-import json
 import logging
 import os
 import sys
 
-from minutemeter.adapters.dynamo.state.items import job_to_dict
 from minutemeter.adapters.system import TimeoutBudget
 from minutemeter.bootstrap import App
 from minutemeter.cli_help import (
@@ -21,7 +19,7 @@ from minutemeter.cli_help import (
     EXIT_PARTIAL,
     MAX_TIMEOUT_SECONDS,
 )
-from minutemeter.cli_runtime import Runtime, emit, json_default
+from minutemeter.cli_runtime import Runtime, emit, emit_line
 from minutemeter.domain.errors import InputError
 from minutemeter.domain.model import (
     BillingProfile,
@@ -35,7 +33,7 @@ from minutemeter.domain.registry import SourceUnreadableError
 from minutemeter.domain.timeutil import parse_rfc3339
 from minutemeter.domain.validation import is_account_id
 from minutemeter.ports import LedgerFilter
-from minutemeter.presenters import entry_to_json, source_to_json, status_table
+from minutemeter.presenters import entry_to_json, job_to_dict, source_to_json, status_table
 from minutemeter.progress import ProgressBar
 from minutemeter.remote import reconcile_until_done
 from minutemeter.service.collect import collect_source
@@ -164,7 +162,7 @@ def cmd_ledger_export(app: App, args: argparse.Namespace) -> int:
         raise InputError("--since must be before --until")
     count = 0
     for entry in app.ledger.export(selection):
-        print(json.dumps(entry_to_json(entry), default=json_default, separators=(",", ":")))
+        emit_line(entry_to_json(entry))
         count += 1
     log.info("exported %d ledger entries", count)
     return EXIT_OK
@@ -189,7 +187,7 @@ def cmd_records(app: App, args: argparse.Namespace) -> int:
     with contextlib.suppress(SourceUnreadableError):  # registered; records still readable
         app.state.sources.get_source(args.source_id)
     for record in app.state.records.list_records(args.source_id, args.record_kind, args.limit):
-        print(json.dumps(record, default=json_default, separators=(",", ":")))
+        emit_line(record)
     return EXIT_OK
 
 

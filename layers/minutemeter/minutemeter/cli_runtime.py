@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
@@ -14,9 +11,8 @@ import boto3
 
 from minutemeter.adapters.system import SystemClock
 from minutemeter.bootstrap import App, aws_session, bootstrap, load_stack
-from minutemeter.domain.timeutil import format_second
+from minutemeter.json_values import to_json_text
 from minutemeter.ports import Clock
-from minutemeter.presenters import decimal_text
 from minutemeter.settings import Settings, load_settings
 from minutemeter.stack import ENV_STACK, StackOutputs
 
@@ -72,12 +68,11 @@ class Runtime:
 
 
 def emit(document: Any) -> None:
-    print(json.dumps(document, default=json_default, indent=2))
+    """One JSON document on stdout, indented (times RFC 3339 to the second, Decimals as exact
+    decimal text, enums by value)."""
+    print(to_json_text(document, times="second", indent=2))
 
 
-def json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    if isinstance(value, datetime):
-        return format_second(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def emit_line(document: Any) -> None:
+    """One line of JSON Lines on stdout (a listing): compact, converted as :func:`emit`."""
+    print(to_json_text(document, times="second"))

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
-from datetime import datetime
-from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
-from minutemeter.domain.model import LedgerEntry, SourceConfig
+from minutemeter.domain.model import JobResult, LedgerEntry, SourceConfig
 from minutemeter.domain.timeutil import format_instant, format_second
+from minutemeter.json_values import decimal_text, to_json
 
 
 def entry_to_json(entry: LedgerEntry) -> dict[str, Any]:
@@ -60,22 +57,18 @@ def _correction_json(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def decimal_text(value: Decimal) -> str:
-    """Plain positional notation (``0.000000001``, never ``1E-9``), exact."""
-    return format(value, "f")
-
-
 def source_to_json(source: SourceConfig) -> dict[str, Any]:
-    """A source's configuration; ``token_secret`` is a reference, never a token."""
-    return {name: _shown(value) for name, value in asdict(source).items()}
+    """A source's configuration (``start`` to the second, enums by value); ``token_secret`` is
+    a reference, never a token."""
+    shown: dict[str, Any] = to_json(source, times="second")
+    return shown
 
 
-def _shown(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return format_second(value)
-    if isinstance(value, StrEnum):
-        return value.value
-    return value
+def job_to_dict(job: JobResult) -> dict[str, Any]:
+    """A job result as printed, returned by the collector and stored (``sync.record_result``):
+    times fixed-width RFC 3339 to the microsecond, the status by value, Decimals kept."""
+    summary: dict[str, Any] = to_json(job, times="microsecond", decimals="number")
+    return summary
 
 
 _COLUMNS = (

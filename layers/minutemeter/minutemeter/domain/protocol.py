@@ -46,24 +46,27 @@ class IdentityCheck:
     def check(self, node_id: str, env: str) -> None:
         """Raise :class:`SourceProtocolError` (``field`` ``node_id`` or ``env``) unless the
         batch's identity is the expected one; learn what is not expected yet."""
-        if self._expected_node is None:
-            self._expected_node = node_id
-        elif node_id != self._expected_node:
-            raise SourceProtocolError(
-                f"node_id {clip(node_id)!r} is not the expected {self._expected_node!r}"
-                " (a renamed or replaced node: set the source's --node-id; its counters then"
-                " start from a fresh baseline)",
-                field="node_id", value=clip(node_id),
-            )
-        if self._expected_env is None:
-            self._expected_env = env
-        elif env != self._expected_env:
-            raise SourceProtocolError(
-                f"env {clip(env)!r} is not the expected {self._expected_env!r}"
-                " (set the source's --env if it really moved; its counters then start from a"
-                " fresh baseline)",
-                field="env", value=clip(env),
-            )
+        self._expected_node = _learn_or_enforce(
+            "node_id", node_id, self._expected_node,
+            "a renamed or replaced node: set the source's --node-id; its counters then start"
+            " from a fresh baseline",
+        )
+        self._expected_env = _learn_or_enforce(
+            "env", env, self._expected_env,
+            "set the source's --env if it really moved; its counters then start from a fresh"
+            " baseline",
+        )
+
+
+def _learn_or_enforce(field: str, value: str, expected: str | None, remedy: str) -> str:
+    """``value`` if nothing is expected yet (learned) or it is the ``expected`` one; else a
+    :class:`SourceProtocolError` on ``field`` that says the ``remedy``."""
+    if expected is not None and value != expected:
+        raise SourceProtocolError(
+            f"{field} {clip(value)!r} is not the expected {expected!r} ({remedy})",
+            field=field, value=clip(value),
+        )
+    return value
 
 
 class PageSequence:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,20 +37,9 @@ from minutemeter.domain.registry import SourceUnreadableError
 from minutemeter.domain.usage import UsageAccumulator, UsageResult
 from minutemeter.domain.validation import MAX_QUARANTINE_RECORDS, SampleRules
 from minutemeter.domain.window import plan_window, split_window
-from minutemeter.ports import (
-    Budget,
-    CheckpointStore,
-    Clock,
-    ClockVerdictStore,
-    LedgerStore,
-    ProfileStore,
-    ReconcileStore,
-    RecordStore,
-    SourceReaders,
-    SourceStore,
-    SyncStore,
-)
+from minutemeter.ports import Budget
 from minutemeter.service.commit import CommitContext, CommitTotals, commit_buckets
+from minutemeter.service.deps import BillingDeps, fetch_time_left, time_for
 from minutemeter.service.fetch import WindowFetch
 from minutemeter.service.lease import LeaseKeeper
 from minutemeter.settings import Settings
@@ -59,31 +47,6 @@ from minutemeter.settings import Settings
 logger = logging.getLogger(__name__)
 
 CHUNK = timedelta(minutes=15)
-
-
-@dataclass(frozen=True)
-class BillingDeps:
-    """What a billing run needs, a collect (:func:`collect_source`) or a reconcile
-    (``service.reconcile``); built once by ``bootstrap`` (``App.billing_deps``).
-
-    Both read a source and write the ledger under the source's lease; of the state stores,
-    only collect writes ``records`` and only reconcile uses ``reconciles``."""
-
-    settings: Settings
-    clock: Clock
-    readers: SourceReaders  # the reader of each source kind
-    ledger: LedgerStore
-    sources: SourceStore
-    sync: SyncStore
-    checkpoints: CheckpointStore
-    profiles: ProfileStore
-    records: RecordStore
-    reconciles: ReconcileStore
-    verdicts: ClockVerdictStore
-    lease_heartbeat: bool = True
-
-
-Guard = Callable[[], None]
 
 
 def collect_source(deps: BillingDeps, source_id: str, budget: Budget | None = None) -> JobResult:
@@ -111,12 +74,12 @@ def collect_source(deps: BillingDeps, source_id: str, budget: Budget | None = No
     if not source.enabled:
         return _skip(deps, job, f"source {source_id!r} is disabled")
     verdict = deps.verdicts.get_clock_verdict()
-    guard = decide_clock_guard(source, verdict, now, _guard_policy(deps.settings))
-    job.clock_guard = guard.to_json()
-    if guard.action != "none":
-        logger.warning("clock guard", extra={"source_id": source_id, **guard.to_json()})
-    if guard.pause:
-        return _skip(deps, job, f"clock guard paused the source: {guard.reason}")
+    clock_guard = decide_clock_guard(source, verdict, now, _clock_guard_policy(deps.settings))
+    job.clock_guard = clock_guard.to_json()
+    if clock_guard.action != "none":
+        logger.warning("clock guard", extra={"source_id": source_id, **clock_guard.to_json()})
+    if clock_guard.pause:
+        return _skip(deps, job, f"clock guard paused the source: {clock_guard.reason}")
     lease = LeaseKeeper(
         deps.sync,
         deps.clock,
@@ -135,7 +98,7 @@ def collect_source(deps: BillingDeps, source_id: str, budget: Budget | None = No
     try:
         job.lease_token = lease.token
         state = deps.sync.get_state(source_id)
-        _run(deps, source, state, now, budget, job, lease, guard)
+        _run(deps, source, state, now, budget, job, lease, clock_guard)
     except MinutemeterError as exc:
         _fail(job, exc)
     except Exception as exc:  # an unexpected failure is still recorded, then re-raised
@@ -161,7 +124,7 @@ class _Progress:
     watermark: datetime
 
 
-def _guard_policy(settings: Settings) -> ClockGuardPolicy:
+def _clock_guard_policy(settings: Settings) -> ClockGuardPolicy:
     return ClockGuardPolicy(
         required=settings.clock_guard_required,
         max_age=timedelta(seconds=settings.clock_verdict_max_age_seconds),
@@ -186,9 +149,9 @@ def _run(
     budget: Budget | None,
     job: JobResult,
     lease: LeaseKeeper,
-    guard: ClockGuardDecision,
+    clock_guard: ClockGuardDecision,
 ) -> None:
-    window = plan_window(source, state, now, guard.extra_lag)
+    window = plan_window(source, state, now, clock_guard.extra_lag)
     job.window_since, job.window_until = window.since, window.until
     job.completed_until = state.last_completed_until
     last_chunk_seconds = 0.0
@@ -201,7 +164,9 @@ def _run(
         started = deps.clock.monotonic()
         try:
             lease.check()
-            state = _collect_chunk(deps, source, state, chunk, now, budget, job, lease, guard)
+            state = _collect_chunk(
+                deps, source, state, chunk, now, budget, job, lease, clock_guard
+            )
         except BodyTooLargeError as exc:
             halves = halve_window(chunk)
             if halves is None:
@@ -225,7 +190,7 @@ def _run(
         if state.last_completed_until is not None and state.last_completed_until > chunk.until:
             job.notes.append("another runner advanced the watermark further; stopping")
             break
-    caught_up_at = plan_window(source, state, now, guard.extra_lag).until
+    caught_up_at = plan_window(source, state, now, clock_guard.extra_lag).until
     job.caught_up = (state.last_completed_until is not None and (
         state.last_completed_until >= caught_up_at
     )) or window.empty
@@ -241,7 +206,7 @@ def _collect_chunk(
     budget: Budget | None,
     job: JobResult,
     lease: LeaseKeeper,
-    guard: ClockGuardDecision,
+    clock_guard: ClockGuardDecision,
 ) -> SyncState:
     """Fetch, validate, diff and commit one chunk; pages stream through the usage accumulator,
     so memory holds a page, one checkpoint per account and the chunk's minute buckets."""
@@ -310,7 +275,7 @@ def _collect_chunk(
         usage.buckets,
         deps.profiles.get_profiles({b.account_id for b in usage.buckets}),
         settings.default_profile,
-        CommitContext(source.source_id, job.job_id, collected_at, guard.error_ms),
+        CommitContext(source.source_id, job.job_id, collected_at, clock_guard.error_ms),
         concurrency=settings.commit_concurrency,
         guard=lease.check,
     )
@@ -368,25 +333,6 @@ def halve_window(window: Window) -> tuple[Window, Window] | None:
         return None
     middle = window.since + timedelta(minutes=minutes // 2)
     return Window(window.since, middle), Window(middle, window.until)
-
-
-def fetch_time_left(deps: BillingDeps, budget: Budget | None) -> float | None:
-    """Seconds an exporter request may take: what is left of the budget less half the deadline
-    margin (a run starts no chunk inside the margin; a fetch already under way may use half of
-    it, the other half is kept for committing and recording). ``None`` without a budget."""
-    remaining = budget.remaining_seconds() if budget is not None else None
-    if remaining is None:
-        return None
-    return remaining - deps.settings.deadline_margin_seconds / 2
-
-
-def time_for(deps: BillingDeps, budget: Budget | None, estimate_seconds: float) -> bool:
-    """Whether ``estimate_seconds`` of work still fits before the deadline, keeping
-    ``deadline_margin_seconds`` to spare (no budget: always)."""
-    remaining = budget.remaining_seconds() if budget is not None else None
-    if remaining is None:
-        return True
-    return remaining > deps.settings.deadline_margin_seconds + estimate_seconds
 
 
 def _fail(job: JobResult, exc: BaseException) -> None:

@@ -23,25 +23,17 @@ be read appears as ``{"source_id", "error"}`` and the others are shown as usual.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
-from enum import Enum
 from typing import Any, Protocol
 
 from minutemeter.domain.errors import InputError, MinutemeterError, StoreError
 from minutemeter.domain.model import SourceConfig
 from minutemeter.domain.registry import MAX_ECHO, UnreadableSource
 from minutemeter.domain.text import shorten
-from minutemeter.domain.timeutil import (
-    format_instant,
-    format_second,
-    is_minute_aligned,
-    parse_rfc3339,
-)
+from minutemeter.domain.timeutil import format_instant, is_minute_aligned, parse_rfc3339
+from minutemeter.json_values import to_json
 from minutemeter.ports import (
     ClockVerdictStore,
     LedgerStore,
@@ -49,7 +41,7 @@ from minutemeter.ports import (
     SourceStore,
     SyncStore,
 )
-from minutemeter.presenters import decimal_text, source_to_json
+from minutemeter.presenters import source_to_json
 from minutemeter.service.reconcile import MAX_WINDOW, ReconcileRequest
 from minutemeter.service.sources import check_source_id, registry_entries, source_status
 from minutemeter.settings import Settings
@@ -167,7 +159,7 @@ def source_document(
     if reconciles:
         document["recent_reconciles"] = stores.reconciles.list_reconciles(source.source_id,
                                                                           reconciles)
-    plain: dict[str, Any] = jsonable(document)
+    plain: dict[str, Any] = to_json(document, times="second")
     return plain
 
 
@@ -246,7 +238,7 @@ def check_health(
     failing = [name for name, check in checks.items() if not check["ok"]]
     document = {"ok": not failing, "checked_at": format_instant(now), "failing": failing,
                 "checks": checks}
-    return HealthReport(ok=not failing, document=jsonable(document))
+    return HealthReport(ok=not failing, document=to_json(document, times="second"))
 
 
 def _verdict_check(
@@ -303,25 +295,3 @@ def _sources_check(
 
 def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-# -- JSON ---------------------------------------------------------------------------------------
-def jsonable(value: Any) -> Any:
-    """``value`` with datetimes as RFC 3339 (seconds), Decimals as exact decimal strings, enums
-    by value and tuples as lists: what ``json.dumps`` takes as is."""
-    if isinstance(value, datetime):
-        return format_second(value)
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
-def dumps(document: Any) -> str:
-    """Compact JSON of a document (after :func:`jsonable`)."""
-    return json.dumps(jsonable(document), separators=(",", ":"), allow_nan=False)

@@ -102,15 +102,11 @@ def put_source(
 def _check_policy_change(sync: SyncStore, current: SourceConfig, source: SourceConfig) -> None:
     """A source that has billed keeps its reset policy: reconcile recomputes billed windows with
     the source's policy, so a change would re-rate every reset it already billed."""
-    mark = sync.get_state(current.source_id).last_completed_until
-    if mark is None:
-        return
-    raise InputError(
-        f"source {current.source_id!r} has billed up to {format_second(mark)} with "
-        f"--reset-policy {current.reset_policy.value}; changing it would re-rate the resets "
-        f"already billed. Register a new source id with --reset-policy "
-        f"{source.reset_policy.value} --start {format_second(mark)} (it starts from a fresh "
-        "baseline), then disable this one"
+    _refuse_once_billed(
+        sync, current.source_id,
+        billed_as=f"with --reset-policy {current.reset_policy.value}",
+        why="changing it would re-rate the resets already billed",
+        register_with=f"--reset-policy {source.reset_policy.value}",
     )
 
 
@@ -118,15 +114,28 @@ def _check_kind_change(sync: SyncStore, current: SourceConfig, source: SourceCon
     """A source that has billed keeps its kind: its checkpoints and baseline are counters read
     by its kind's reader, and another kind reads other counters (reconcile would recompute the
     billed windows from them)."""
-    mark = sync.get_state(current.source_id).last_completed_until
+    _refuse_once_billed(
+        sync, current.source_id,
+        billed_as=f"as --kind {current.kind.value}",
+        why="another kind reads other counters, which must not be diffed against the ones "
+        "already billed",
+        register_with=f"--kind {source.kind.value}",
+    )
+
+
+def _refuse_once_billed(
+    sync: SyncStore, source_id: str, *, billed_as: str, why: str, register_with: str
+) -> None:
+    """Raise :class:`InputError` if ``source_id`` has billed (a watermark): what it billed
+    ``billed_as`` cannot change ``why``; the operator registers a new source ``register_with``
+    the new setting from the watermark on."""
+    mark = sync.get_state(source_id).last_completed_until
     if mark is None:
         return
     raise InputError(
-        f"source {current.source_id!r} has billed up to {format_second(mark)} as --kind "
-        f"{current.kind.value}; another kind reads other counters, which must not be diffed "
-        f"against the ones already billed. Register a new source id with --kind "
-        f"{source.kind.value} --start {format_second(mark)} (it starts from a fresh baseline), "
-        "then disable this one"
+        f"source {source_id!r} has billed up to {format_second(mark)} {billed_as}; {why}. "
+        f"Register a new source id with {register_with} --start {format_second(mark)} (it "
+        "starts from a fresh baseline), then disable this one"
     )
 
 

@@ -1,5 +1,6 @@
-"""Shared plumbing for the DynamoDB adapters: (de)serialisation, capacity metering, batching, and
-the one way the adapters talk to a table (:class:`DynamoTable`).
+"""The one way the DynamoDB adapters talk to a table (:class:`DynamoTable`): single items,
+transactions, batches, queries and scans. What goes over the wire (attribute values, error codes,
+consumed capacity, :class:`Outcome`) is ``adapters/dynamo/wire.py``.
 
 Every request goes through a :class:`DynamoTable`: it names its table, asks for
 ``ReturnConsumedCapacity`` and meters it, turns engine failures into :class:`StoreError`, and
@@ -9,109 +10,63 @@ false) rather than an exception, so callers branch on it.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from minutemeter.adapters.dynamo.wire import (
+    CONDITION_FAILED,
+    CONDITION_FAILURES,
+    TRANSACTION_CANCELED,
+    CapacityMeter,
+    Item,
+    Outcome,
+    error_code,
+    expression_values,
+    from_wire,
+    to_wire,
+)
 from minutemeter.domain.errors import StoreError
 
 if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambda layer runs without them
+    from typing import NotRequired, TypedDict
+
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.literals import ReturnValuesOnConditionCheckFailureType
     from mypy_boto3_dynamodb.type_defs import (
-        ConditionCheckTypeDef,
         DeleteItemInputTypeDef,
-        DeleteTypeDef,
         PutItemInputTypeDef,
-        PutTypeDef,
         QueryInputTypeDef,
         ScanInputTypeDef,
         TransactWriteItemTypeDef,
+        UniversalAttributeValueTypeDef,
         UpdateItemInputTypeDef,
     )
 
-_SERIALIZER = TypeSerializer()
-_DESERIALIZER = TypeDeserializer()
+    class _ConditionedAction(TypedDict):
+        """The fields a transaction's Put, Delete and ConditionCheck share (all but the item
+        or key)."""
 
-Item = dict[str, Any]
-WireItem = dict[str, Any]
+        TableName: str
+        ConditionExpression: str
+        ExpressionAttributeNames: NotRequired[Mapping[str, str]]
+        ExpressionAttributeValues: NotRequired[Mapping[str, UniversalAttributeValueTypeDef]]
+        ReturnValuesOnConditionCheckFailure: NotRequired[ReturnValuesOnConditionCheckFailureType]
+
+    class _WriteCondition(TypedDict, total=False):
+        """The condition of a PutItem, UpdateItem or DeleteItem request."""
+
+        ConditionExpression: str
+        ExpressionAttributeValues: Mapping[str, UniversalAttributeValueTypeDef]
+
+__all__ = ["DynamoTable", "Item"]  # Item: the type of every item a table answers
 
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
 MAX_UNPROCESSED_ROUNDS = 8
-CONDITION_FAILED = "ConditionalCheckFailedException"
-TRANSACTION_CANCELED = "TransactionCanceledException"
-CONDITION_FAILURES = frozenset({CONDITION_FAILED, TRANSACTION_CANCELED})
-
-
-def to_wire(item: Mapping[str, Any]) -> WireItem:
-    """Python values (str, int, Decimal, bool, list, dict, None) to DynamoDB attribute values."""
-    return {k: _SERIALIZER.serialize(v) for k, v in item.items() if v is not None}
-
-
-def from_wire(item: Mapping[str, Any]) -> Item:
-    return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
-
-
-def expression_values(mapping: Mapping[str, Any]) -> WireItem:
-    """Expression attribute values, serialised (``None`` kept: it is a NULL value here)."""
-    return {k: _SERIALIZER.serialize(v) for k, v in mapping.items()}
-
-
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-@dataclass
-class CapacityMeter:
-    """Sums the ``ConsumedCapacity`` DynamoDB reports, per table. Thread-safe."""
-
-    read_units: dict[str, float] = field(default_factory=dict)
-    write_units: dict[str, float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def record(self, response: Mapping[str, Any], *, write: bool) -> None:
-        """Add the units of one response; ``write`` says which kind the operation was."""
-        consumed = response.get("ConsumedCapacity")
-        if consumed is None:
-            return
-        entries = consumed if isinstance(consumed, list) else [consumed]
-        bucket = self.write_units if write else self.read_units
-        with self._lock:
-            for entry in entries:
-                table = str(entry.get("TableName", "?"))
-                units = float(entry.get("CapacityUnits", 0) or 0)
-                bucket[table] = bucket.get(table, 0.0) + units
-
-    def total_write_units(self) -> float:
-        with self._lock:
-            return sum(self.write_units.values())
-
-    def total_read_units(self) -> float:
-        with self._lock:
-            return sum(self.read_units.values())
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a conditional update or a transaction did.
-
-    ``ok`` is false when a condition failed and nothing was written; ``attributes`` is the item
-    as written when ``ReturnValues`` asked for it, else empty; ``reasons`` are a cancelled
-    transaction's reason codes, one per action in order (``"None"`` for one that did not fail;
-    some engines stop at the first failed one). ``failure`` is the refusal DynamoDB sent, for
-    the typed error a caller raises from it (``raise LeaseLostError(...) from outcome.failure``).
-    """
-
-    ok: bool
-    attributes: Item = field(default_factory=dict)
-    reasons: tuple[str, ...] = ()
-    failure: ClientError | None = field(default=None, compare=False, repr=False)
 
 
 class DynamoTable:
@@ -166,17 +121,8 @@ class DynamoTable:
         request: PutItemInputTypeDef = {
             "TableName": self.name, "Item": to_wire(item), "ReturnConsumedCapacity": "TOTAL",
         }
-        if condition is not None:
-            request["ConditionExpression"] = condition
-        if values is not None:
-            request["ExpressionAttributeValues"] = expression_values(values)
-        try:
-            with self._request("put_item", write=True):
-                response = self.client.put_item(**request)
-        except ClientError as exc:
-            return _condition_failed(exc)
-        self.meter.record(response, write=True)
-        return True
+        _add_condition(request, condition, values)
+        return self._write("put_item", lambda: self.client.put_item(**request)).ok
 
     def update(
         self, key: Mapping[str, Any], expression: str, *, condition: str | None = None,
@@ -189,19 +135,10 @@ class DynamoTable:
             "TableName": self.name, "Key": to_wire(key), "UpdateExpression": expression,
             "ReturnConsumedCapacity": "TOTAL",
         }
-        if condition is not None:
-            request["ConditionExpression"] = condition
-        if values is not None:
-            request["ExpressionAttributeValues"] = expression_values(values)
         if return_new:
             request["ReturnValues"] = "ALL_NEW"
-        try:
-            with self._request("update_item", write=True):
-                response = self.client.update_item(**request)
-        except ClientError as exc:
-            return Outcome(ok=_condition_failed(exc), failure=exc)
-        self.meter.record(response, write=True)
-        return Outcome(ok=True, attributes=from_wire(response.get("Attributes") or {}))
+        _add_condition(request, condition, values)
+        return self._write("update_item", lambda: self.client.update_item(**request))
 
     def delete(
         self, key: Mapping[str, Any], *, condition: str | None = None,
@@ -211,51 +148,45 @@ class DynamoTable:
         request: DeleteItemInputTypeDef = {
             "TableName": self.name, "Key": to_wire(key), "ReturnConsumedCapacity": "TOTAL",
         }
-        if condition is not None:
-            request["ConditionExpression"] = condition
-        if values is not None:
-            request["ExpressionAttributeValues"] = expression_values(values)
+        _add_condition(request, condition, values)
+        return self._write("delete_item", lambda: self.client.delete_item(**request)).ok
+
+    def _write(self, operation: str, send: Callable[[], Mapping[str, Any]]) -> Outcome:
+        """One conditional single-item write: ``ok`` false if its condition failed, else the
+        item as written when the request asked for it (``ReturnValues``)."""
         try:
-            with self._request("delete_item", write=True):
-                response = self.client.delete_item(**request)
+            with self._request(operation, write=True):
+                response = send()
         except ClientError as exc:
-            return _condition_failed(exc)
+            return Outcome(ok=_condition_failed(exc), failure=exc)
         self.meter.record(response, write=True)
-        return True
+        return Outcome(ok=True, attributes=from_wire(response.get("Attributes") or {}))
 
     # -- transactions ------------------------------------------------------------------------
     def put_action(
         self, item: Mapping[str, Any], *, condition: str, values: Mapping[str, Any]
     ) -> TransactWriteItemTypeDef:
         """A conditional Put on this table, for :meth:`transact_write`."""
-        action: PutTypeDef = {
-            "TableName": self.name, "Item": to_wire(item), "ConditionExpression": condition,
-        }
-        if values:  # DynamoDB refuses an empty ExpressionAttributeValues
-            action["ExpressionAttributeValues"] = expression_values(values)
-        return {"Put": action}
+        return {"Put": {"Item": to_wire(item), **self._conditioned(condition, values)}}
 
     def delete_action(
         self, key: Mapping[str, Any], *, condition: str, values: Mapping[str, Any]
     ) -> TransactWriteItemTypeDef:
         """A conditional Delete on this table, for :meth:`transact_write`."""
-        action: DeleteTypeDef = {
-            "TableName": self.name, "Key": to_wire(key), "ConditionExpression": condition,
-        }
-        if values:  # DynamoDB refuses an empty ExpressionAttributeValues
-            action["ExpressionAttributeValues"] = expression_values(values)
-        return {"Delete": action}
+        return {"Delete": {"Key": to_wire(key), **self._conditioned(condition, values)}}
 
     def check_action(
         self, key: Mapping[str, Any], *, condition: str, values: Mapping[str, Any]
     ) -> TransactWriteItemTypeDef:
         """A ConditionCheck of an item of this table, for :meth:`transact_write`."""
-        action: ConditionCheckTypeDef = {
-            "TableName": self.name, "Key": to_wire(key), "ConditionExpression": condition,
-        }
+        return {"ConditionCheck": {"Key": to_wire(key), **self._conditioned(condition, values)}}
+
+    def _conditioned(self, condition: str, values: Mapping[str, Any]) -> _ConditionedAction:
+        """The table and condition of a transaction action, whatever it does."""
+        action: _ConditionedAction = {"TableName": self.name, "ConditionExpression": condition}
         if values:  # DynamoDB refuses an empty ExpressionAttributeValues
             action["ExpressionAttributeValues"] = expression_values(values)
-        return {"ConditionCheck": action}
+        return action
 
     def transact_write(self, actions: Sequence[TransactWriteItemTypeDef]) -> Outcome:
         """TransactWriteItems of ``actions`` (each names its table, see :meth:`put_action`).
@@ -293,20 +224,16 @@ class DynamoTable:
             }
             if projection:
                 request["ProjectionExpression"] = projection
-            pending: Mapping[str, Any] = {self.name: request}
-            for round_ in range(MAX_UNPROCESSED_ROUNDS):
-                with self._request("batch_get_item", write=False):
-                    response = self.client.batch_get_item(
-                        RequestItems=pending, ReturnConsumedCapacity="TOTAL"
-                    )
-                self.meter.record(response, write=False)
+            responses = self._until_processed(
+                "batch_get_item", {self.name: request},
+                lambda pending: self.client.batch_get_item(
+                    RequestItems=pending, ReturnConsumedCapacity="TOTAL"
+                ),
+                write=False, left="UnprocessedKeys",
+                refusal=f"BatchGetItem on {self.name} left keys unprocessed",
+            )
+            for response in responses:
                 found.extend(from_wire(i) for i in response.get("Responses", {}).get(self.name, []))
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**round_, 1.0))
-            else:
-                raise StoreError(f"BatchGetItem on {self.name} left keys unprocessed")
         return found
 
     def batch_put(self, items: Sequence[Mapping[str, Any]]) -> None:
@@ -317,19 +244,34 @@ class DynamoTable:
                 {"PutRequest": {"Item": to_wire(i)}}
                 for i in unique[start : start + BATCH_WRITE_LIMIT]
             ]
-            pending: Mapping[str, Any] = {self.name: requests}
-            for round_ in range(MAX_UNPROCESSED_ROUNDS):
-                with self._request("batch_write_item", write=True):
-                    response = self.client.batch_write_item(
-                        RequestItems=pending, ReturnConsumedCapacity="TOTAL"
-                    )
-                self.meter.record(response, write=True)
-                pending = response.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**round_, 1.0))
-            else:
-                raise StoreError(f"BatchWriteItem on {self.name} left items unprocessed")
+            for _ in self._until_processed(
+                "batch_write_item", {self.name: requests},
+                lambda pending: self.client.batch_write_item(
+                    RequestItems=pending, ReturnConsumedCapacity="TOTAL"
+                ),
+                write=True, left="UnprocessedItems",
+                refusal=f"BatchWriteItem on {self.name} left items unprocessed",
+            ):
+                pass
+
+    def _until_processed(
+        self, operation: str, pending: Mapping[str, Any],
+        send: Callable[[Mapping[str, Any]], Mapping[str, Any]], *, write: bool, left: str,
+        refusal: str,
+    ) -> Iterator[Mapping[str, Any]]:
+        """The response to ``pending`` and to each resend of what it left unprocessed (the
+        response's ``left``), backing off between rounds; a :class:`StoreError` saying
+        ``refusal`` when ``MAX_UNPROCESSED_ROUNDS`` still leave some."""
+        for round_ in range(MAX_UNPROCESSED_ROUNDS):
+            with self._request(operation, write=write):
+                response = send(pending)
+            self.meter.record(response, write=write)
+            yield response
+            pending = response.get(left) or {}
+            if not pending:
+                return
+            time.sleep(min(0.05 * 2**round_, 1.0))
+        raise StoreError(refusal)
 
     # -- reads of many items -----------------------------------------------------------------
     def query(
@@ -410,6 +352,16 @@ class DynamoTable:
             if not last:
                 return
             page = {"ExclusiveStartKey": last}
+
+
+def _add_condition(
+    request: _WriteCondition, condition: str | None, values: Mapping[str, Any] | None
+) -> None:
+    """Add the condition of a single-item write and its expression values, those given."""
+    if condition is not None:
+        request["ConditionExpression"] = condition
+    if values is not None:
+        request["ExpressionAttributeValues"] = expression_values(values)
 
 
 def _condition_failed(exc: ClientError) -> bool:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from minutemeter.adapters.dynamo.base import error_code
+from minutemeter.adapters.dynamo.wire import error_code
 
 if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambda layer runs without them
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -17,13 +17,7 @@ from typing import Any
 
 from minutemeter.adapters.dynamo.base import DynamoTable, Item
 from minutemeter.adapters.dynamo.state.fencing import check_fence, fenced
-from minutemeter.adapters.dynamo.state.items import (
-    MAX_ERROR_CHARS,
-    _decimals,
-    _plain,
-    job_to_dict,
-    stored_job,
-)
+from minutemeter.adapters.dynamo.state.items import MAX_ERROR_CHARS, _decimals, _plain, stored_job
 from minutemeter.adapters.dynamo.state.keys import job_key, job_partition, state_key
 from minutemeter.domain.errors import LeaseHeldError, LeaseLostError
 from minutemeter.domain.lease import lease_until, takeover_cutoff
@@ -31,6 +25,7 @@ from minutemeter.domain.model import JobResult, JobStatus, SyncState
 from minutemeter.domain.text import shorten
 from minutemeter.domain.timeutil import epoch_seconds, format_instant, parse_rfc3339
 from minutemeter.ports import LeaseGrant
+from minutemeter.presenters import job_to_dict
 
 
 class DynamoSyncStore:
