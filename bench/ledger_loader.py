@@ -17,16 +17,17 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from minutemeter.adapters.dynamo.ledger import (
-    DynamoLedgerStore,
-    _plan_to_item,
+from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore, month_index_key, quota_key
+from minutemeter.adapters.dynamo.ledger_items import (
     entry_key,
     marks_to_item,
-    quota_key,
+    plan_to_item,
+    statement_to_item,
 )
 from minutemeter.domain.ids import entry_ref
 from minutemeter.domain.marks import Marks
 from minutemeter.domain.model import BucketRef, LedgerEntry, QuotaPlan, QuotaState
+from minutemeter.domain.statement import Statement
 from minutemeter.domain.timeutil import format_instant
 
 
@@ -50,6 +51,7 @@ class LoaderLedger(DynamoLedgerStore):
         expected_version: int,
         new_used: int,
         marks: Marks | None = None,
+        statement: Statement | None = None,
     ) -> None:
         key = (plan.account_id, plan.month)
         with self._lock:
@@ -57,7 +59,8 @@ class LoaderLedger(DynamoLedgerStore):
             if (current.version if current else 0) != expected_version:
                 raise AssertionError("the loader is the only writer of a fresh table")
             self._quotas[key] = QuotaState(plan.account_id, plan.month, new_used,
-                                           expected_version + 1, plan, marks=marks)
+                                           expected_version + 1, plan, marks=marks,
+                                           statement=statement)
 
     def existing_buckets(
         self, refs: Sequence[BucketRef], *, consistent: bool = True
@@ -80,13 +83,16 @@ class LoaderLedger(DynamoLedgerStore):
                 **quota_key(account_id, month),
                 "used_bytes": quota.used_bytes,
                 "version": quota.version,
-                "pending": _plan_to_item(quota.pending),
+                "pending": plan_to_item(quota.pending),
                 "account_id": account_id,
                 "updated_at": format_instant(quota.pending.collected_at),
                 **({} if quota.marks is None else {"marks": marks_to_item(quota.marks)}),
+                **({} if quota.statement is None
+                   else {"statement": statement_to_item(quota.statement)}),
             })
+            items.append({**month_index_key(account_id, month), "type": "month"})
         self.table.batch_put(items)
-        return len(items)
+        return len(self._quotas)
 
     @property
     def entries_written(self) -> int:

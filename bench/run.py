@@ -24,17 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from bench import memory
-from minutemeter.adapters.dynamo.base import CapacityMeter, DynamoTable, to_wire
-from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore, _entry_to_item
+from minutemeter.adapters.dynamo.base import DynamoTable
+from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore
+from minutemeter.adapters.dynamo.ledger_items import entry_to_item
 from minutemeter.adapters.dynamo.schema import create_tables
 from minutemeter.adapters.dynamo.state import dynamo_state_stores
+from minutemeter.adapters.dynamo.wire import CapacityMeter, to_wire
 from minutemeter.adapters.exporter_http import HttpExporter
 from minutemeter.adapters.exporter_reader import ExporterReader
 from minutemeter.domain.model import BillingProfile, JobStatus, SourceConfig, SourceKind
 from minutemeter.local.ddb import LOCAL_CREDENTIALS, DynamoDBLocal
 from minutemeter.local.exporter import SampleExporter, SyntheticCounters, account_ids
 from minutemeter.ports import Clock, CounterReader, LedgerFilter, LedgerStore, StateStores
-from minutemeter.service.collect import BillingDeps, collect_source
+from minutemeter.service.collect import collect_source
+from minutemeter.service.deps import BillingDeps
 from minutemeter.settings import ENV_LEDGER_TABLE, ENV_STATE_TABLE, Settings
 
 RESULTS = Path(__file__).with_name("results.json")
@@ -222,10 +225,7 @@ def _http_readers() -> dict[SourceKind, CounterReader]:
 
 def _deps(settings: Settings, clock: Clock, ledger: LedgerStore, state: StateStores) -> BillingDeps:
     """A collector run on the bench's stores, reading over HTTP (:func:`_http_readers`)."""
-    return BillingDeps(settings=settings, clock=clock, readers=_http_readers(), ledger=ledger,
-                       sources=state.sources, sync=state.sync, checkpoints=state.checkpoints,
-                       profiles=state.profiles, records=state.records,
-                       reconciles=state.reconciles, verdicts=state.verdicts)
+    return BillingDeps.from_stores(settings, clock, _http_readers(), ledger, state)
 
 
 def catch_up_once(raw_client: Any, url: str, minutes: int, concurrency: int) -> dict[str, Any]:
@@ -260,7 +260,7 @@ def raw_batch_write(client: Any, entries: list[Any]) -> dict[str, Any]:
     """The baseline: the same ledger items, unconditional BatchWriteItem, 25 at a time."""
     settings, meter, _, _ = _stores(client)
     table = DynamoTable(client, settings.ledger_table, meter)
-    items = [_entry_to_item(e) for e in entries]
+    items = [entry_to_item(e) for e in entries]
     started = time.perf_counter()
     table.batch_put(items)
     seconds = time.perf_counter() - started
@@ -326,7 +326,7 @@ def largest_entries() -> dict[str, Any]:
         plan = QuotaPlan(ids, "s" * 64, usage.account_id, "2026-11", big, profile, ids, minute,
                          usages, Decimal("12345.678"), corrections)
         (entry,) = plan_entries(plan)
-        size = item_size(to_wire(_entry_to_item(entry)))
+        size = item_size(to_wire(entry_to_item(entry)))
         sizes[name] = {"bytes": size, "write_units": -(-size // KB)}
     return sizes
 

@@ -43,10 +43,12 @@ from minutemeter.domain.errors import (
 )
 from minutemeter.domain.registry import MAX_ECHO, SourceUnreadableError
 from minutemeter.domain.text import shorten
+from minutemeter.domain.timeutil import month_of, parse_month
+from minutemeter.domain.validation import is_account_id
+from minutemeter.json_values import to_json_text
 from minutemeter.service.operations import (
     MalformedRequestError,
     check_health,
-    dumps,
     reconcile_request_from_json,
     source_document,
     source_documents,
@@ -54,18 +56,33 @@ from minutemeter.service.operations import (
 )
 from minutemeter.service.reconcile import ReconcileRequest, reconcile
 from minutemeter.service.sources import check_source_id
+from minutemeter.service.statements import account_statement
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_MESSAGE = 1000  # characters of an error message, whatever it repeats
 RECENT = 10  # jobs and reconciles shown by GET /sources/{id}
 
+
+def _body_text(document: Any) -> str:
+    """A response body: compact JSON, times RFC 3339 to the second, Decimals as exact text."""
+    return to_json_text(document, times="second")
+
+
 logger = Logger()
-resolver = LambdaFunctionUrlResolver(serializer=dumps)
+resolver = LambdaFunctionUrlResolver(serializer=_body_text)
 _app: App | None = None  # wired by the first invocation: bootstrap.warm_app
 
 
 class PayloadTooLargeError(InputError):
     """The request body is over ``MAX_BODY_BYTES`` (decoded)."""
+
+
+class AccountNotFoundError(MinutemeterError):
+    """An account id that is not a UUID, or has neither a billing profile nor usage."""
+
+
+class InvalidMonthError(InputError):
+    """``month`` is not ``YYYY-MM``."""
 
 
 class UnauthenticatedError(MinutemeterError):
@@ -77,6 +94,8 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     MalformedRequestError: (400, "malformed_request"),
     UnauthenticatedError: (401, "unauthenticated"),
     SourceNotFoundError: (404, "source_not_found"),
+    AccountNotFoundError: (404, "account_not_found"),
+    InvalidMonthError: (422, "invalid_month"),
     LeaseHeldError: (409, "source_busy"),
     SourceDisabledError: (409, "source_disabled"),
     PayloadTooLargeError: (413, "payload_too_large"),
@@ -222,6 +241,27 @@ def get_status() -> Response[Any]:
     return _json(HTTPStatus.OK, status_document(app.state, app.clock.now()))
 
 
+@resolver.get("/accounts/<account_id>/usage")
+def get_account_usage(account_id: str) -> Response[Any]:
+    """The account's statement for ``?month=YYYY-MM`` (default: the current UTC month)."""
+    app = warm_app(globals())
+    if not is_account_id(account_id):
+        raise AccountNotFoundError(f"no such account {shorten(account_id, MAX_ECHO)!r}")
+    month_text = resolver.current_event.get_query_string_value("month")
+    try:
+        month = parse_month(month_text) if month_text else month_of(app.clock.now())
+    except InputError as exc:
+        raise InvalidMonthError(str(exc)) from None
+    account = account_id.lower()
+    statement = account_statement(app.ledger, app.state.sources, account, month)
+    if statement.totals.entries == 0 and statement.totals.corrections == 0 and not (
+        app.state.profiles.get_profiles([account])
+    ):  # no usage that month and no billing profile: not an account we know
+        raise AccountNotFoundError(f"no account {account} (no billing profile, no usage in "
+                                   f"{month})")
+    return _json(HTTPStatus.OK, statement.to_json())
+
+
 @resolver.get("/healthz")
 def get_healthz() -> Response[Any]:
     app = warm_app(globals())
@@ -271,14 +311,18 @@ resolver.exception_handler(Exception)(handle_unexpected)
 
 _ROUTES = {"/reconcile": "POST", "/sources": "GET", "/status": "GET", "/healthz": "GET"}
 _SOURCE_PATH = re.compile(r"/sources/[^/]+")
+_USAGE_PATH = re.compile(r"/accounts/[^/]+/usage")
 
 
 @resolver.not_found
 def handle_not_found(exc: Exception) -> Response[Any]:
     path = resolver.current_event.path
-    allowed = _ROUTES.get(path) or ("GET" if _SOURCE_PATH.fullmatch(path) else None)
+    allowed = _ROUTES.get(path) or (
+        "GET" if _SOURCE_PATH.fullmatch(path) or _USAGE_PATH.fullmatch(path) else None)
     if allowed and resolver.current_event.http_method.upper() == allowed:
-        # a GET of /sources/<id> whose id the route's pattern refuses (a control character)
+        # a GET of an id that the route's pattern refuses (a control character)
+        if _USAGE_PATH.fullmatch(path):
+            return error_response(404, "account_not_found", "no such account")
         return error_response(404, "source_not_found", "no such source")
     if allowed:
         return error_response(405, "method_not_allowed",
@@ -297,7 +341,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return {
             "statusCode": 400,
             "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
-            "body": dumps(error_document("malformed_request", problem)),
+            "body": _body_text(error_document("malformed_request", problem)),
             "isBase64Encoded": False,
         }
     return _resolve(event, context)

@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 import jsonschema
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # no stubs in the dev tools (as in the package)
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -88,6 +88,9 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "api-source": (200, None),
     "api-source-unknown": (404, "source_not_found"),
     "api-status": (200, None),
+    "api-usage": (200, None),
+    "api-usage-unknown-account": (404, "account_not_found"),
+    "api-usage-bad-month": (422, "invalid_month"),
     "api-healthz": (503, None),
     "api-route-unknown": (404, "route_not_found"),
     "api-method-not-allowed": (405, "method_not_allowed"),
@@ -566,7 +569,8 @@ def test_the_openapi_document_has_exactly_the_real_routes(handler: ModuleType) -
     assert _documented_routes() == _routes_of(handler)
     # and the 405 table of the not-found handler knows the same routes
     known = {(method, path) for path, method in handler._ROUTES.items()}
-    assert known | {("GET", "/sources/{source_id}")} == _routes_of(handler)
+    assert known | {("GET", "/sources/{source_id}"),
+                    ("GET", "/accounts/{account_id}/usage")} == _routes_of(handler)
 
 
 def test_the_openapi_error_types_and_statuses_match_the_error_table(handler: ModuleType) -> None:

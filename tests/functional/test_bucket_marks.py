@@ -112,7 +112,7 @@ def test_a_stale_quota_read_cannot_bill_a_written_minute_twice(any_backend: Back
     _commit(any_backend.ledger, _usage(0, 600))
     stale = _StaleFirstRead(any_backend.ledger, QuotaState(ACCOUNT, "2026-11"))
     # WHEN minute 0 comes again (a crashed run's replay) with a new minute 1
-    totals = _commit(stale, _usage(0, 600), _usage(1, 300), run="run-2")  # type: ignore[arg-type]
+    totals = _commit(stale, _usage(0, 600), _usage(1, 300), run="run-2")
     # THEN the stale read's reservation failed, the strongly consistent retry found minute 0
     assert stale.stale_reads == 1
     assert (totals.written, totals.replayed) == (1, 1)
@@ -134,7 +134,7 @@ def test_new_minutes_need_no_bucket_lookup(any_backend: Backend) -> None:
 
     watched = Watching(ledger, ledger.get_quota(ACCOUNT, "2026-11"))
     # WHEN the next minutes are committed
-    totals = _commit(watched, _usage(1, 10), _usage(2, 10), run="run-2")  # type: ignore[arg-type]
+    totals = _commit(watched, _usage(1, 10), _usage(2, 10), run="run-2")
     # THEN they are written without asking whether they exist; only the last plan's minute is
     # checked (eventually consistent) before a new plan replaces it
     assert (totals.written, looked_up) == (2, [(0, False)])

@@ -23,6 +23,7 @@ from minutemeter.local.ddb import DynamoDBLocal
 from minutemeter.local.exporter import SampleExporter, SyntheticCounters, account_ids
 from minutemeter.local.truth import expected_usage
 from minutemeter.service.collect import collect_source
+from minutemeter.service.statements import audit_month
 from tests.support.backends import Backend, dynamo_backend
 from tests.support.clock import FakeClock
 from tests.support.harness import (
@@ -92,6 +93,10 @@ def _check_exactly_once(backend: Backend, counters: SyntheticCounters) -> None:
     for key, total in usage_by_account_month(entries).items():
         assert included.get(key, 0) == min(total, INCLUDED)
         assert backend.ledger.get_quota(*key).used_bytes == min(total, INCLUDED)
+    # AND each account-month's statement is the sum of its entries (issue 11)
+    for month in sorted({month for _account, month in included}):
+        audit = audit_month(backend.ledger, backend.state.sources, month)
+        assert audit.differences == [] and audit.accounts_checked > 0
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from minutemeter.domain.model import SourceConfig
+from minutemeter.domain.timeutil import month_of
 from minutemeter.local.ddb import DynamoDBLocal
 from minutemeter.local.exporter import (
     SampleExporter,
@@ -25,6 +26,7 @@ from minutemeter.local.exporter import (
     rfc3339,
 )
 from minutemeter.local.truth import expected_usage
+from minutemeter.service.statements import audit_month
 from tests.scenario.test_crash_between_writes import AFTER_LEASE, CrashingClient, SimulatedCrash
 from tests.support.backends import Backend, dynamo_backend
 from tests.support.clock import FakeClock
@@ -76,6 +78,8 @@ def _check(backend: Backend, history: History, other: History, doubled: datetime
     truth.update(expected_usage(readable, start=SWITCH, until=NOW))
     assert ledger_usage(exported(backend, "s1")) == {k: v for k, v in truth.items() if v}
     assert max(truth.values()) < 10**9
+    audit = audit_month(backend.ledger, backend.state.sources, month_of(NOW))  # issue 11
+    assert audit.differences == [] and audit.accounts_checked > 0
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from minutemeter.adapters.dynamo.state.items import job_to_dict
 from minutemeter.domain.errors import (
     LeaseHeldError,
     LeaseLostError,
@@ -34,7 +33,10 @@ from minutemeter.domain.model import (
     SourceConfig,
     SyncState,
 )
+from minutemeter.domain.statement import Statement
+from minutemeter.domain.timeutil import month_of
 from minutemeter.ports import LeaseGrant, LedgerFilter, PutOutcome, StateStores
+from minutemeter.presenters import job_to_dict
 
 
 class FakeLedgerStore:
@@ -55,6 +57,7 @@ class FakeLedgerStore:
         expected_version: int,
         new_used: int,
         marks: Marks | None = None,
+        statement: Statement | None = None,
     ) -> None:
         with self._lock:
             key = (plan.account_id, plan.month)
@@ -64,8 +67,26 @@ class FakeLedgerStore:
             self.quotas[key] = QuotaState(
                 plan.account_id, plan.month, new_used, expected_version + 1, plan,
                 marks=current.marks if marks is None else dict(marks),
+                statement=current.statement if statement is None else statement,
             )
             self.writes += 1
+
+    def get_quotas(self, account_ids: Iterable[str], month: str) -> Iterator[QuotaState]:
+        with self._lock:
+            found = [self.quotas[(a, month)] for a in account_ids if (a, month) in self.quotas]
+        yield from found
+
+    def month_accounts(self, month: str) -> Iterator[str]:
+        with self._lock:
+            accounts = sorted(a for a, m in self.quotas if m == month)
+        yield from accounts
+
+    def month_entries(self, source_id: str, account_id: str, month: str) -> Iterator[LedgerEntry]:
+        with self._lock:
+            entries = [e for e in self.entries.values()
+                       if e.source_id == source_id and e.usage.account_id == account_id
+                       and month_of(e.usage.minute) == month]
+        yield from sorted(entries, key=lambda e: (e.usage.minute, entry_ref(e).variant))
 
     def existing_buckets(
         self, refs: Sequence[BucketRef], *, consistent: bool = True
@@ -210,12 +231,13 @@ class FakeSyncStore:
             if mark is not None and mark > until:
                 return state
             if baseline_taken_at is None:
-                identity = {"node_id": state.node_id or node_id, "env": state.env or env or None}
+                state = replace(state, last_completed_until=until,
+                                node_id=state.node_id or node_id, env=state.env or env or None)
             else:
-                identity = {"node_id": node_id, "env": env or None, "baseline_taken_at": (
-                    baseline_taken_at if rebaseline
-                    else state.baseline_taken_at or baseline_taken_at)}
-            state = replace(state, last_completed_until=until, **identity)  # type: ignore[arg-type]
+                state = replace(state, last_completed_until=until, node_id=node_id,
+                                env=env or None, baseline_taken_at=(
+                                    baseline_taken_at if rebaseline
+                                    else state.baseline_taken_at or baseline_taken_at))
             self.states[source_id] = state
             return state
 

@@ -12,6 +12,7 @@ from minutemeter.stack import ENV_STACK
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LEASE_HELD = 0, 1, 2, 3, 4
 EXIT_DIFFERENCES = 5
 EXIT_DRIFT = 6
+EXIT_AUDIT = 7
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports for Ctrl-C
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for `cat big | head -1`
 # The collector function's Timeout in template.yaml: `collect` gets the same budget by default.
@@ -28,6 +29,7 @@ EXIT_STATUSES = (
         "is disabled"),
     (EXIT_DIFFERENCES, "reconcile --dry-run found differences"),
     (EXIT_DRIFT, "drift-check: an offset, error bound or TSS-vs-NTP difference over its threshold"),
+    (EXIT_AUDIT, "audit: a statement, the sum of its ledger entries or the quota used differ"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
     (EXIT_PIPE_CLOSED, "stdout was closed early (`| head`): the output stops quietly"),
 )

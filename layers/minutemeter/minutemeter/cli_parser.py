@@ -30,6 +30,10 @@ def _tables(function: str) -> Command:
     return Command("minutemeter.cli_commands", function, with_app=True)
 
 
+def _statements(function: str) -> Command:
+    return Command("minutemeter.cli_statements", function, with_app=True)
+
+
 def _local(function: str) -> Command:
     return Command("minutemeter.cli_local", function)
 
@@ -155,6 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also store the verdict for the collectors' clock guard (the only "
                             "part that needs AWS)")
     drift.set_defaults(handler=_local("cmd_drift_check"))
+
+    usage = command(commands, "usage", "an account's statement for a month")
+    usage.add_argument("account_id", metavar="ACCOUNT", help="the account (UUID)")
+    usage.add_argument("--month", metavar="YYYY-MM", help="UTC month (default: the current one)")
+    usage.set_defaults(handler=_statements("cmd_usage"))
+    statements = command(commands, "statements",
+                         "every account's statement for a month (no table scan)")
+    statements.add_argument("--month", metavar="YYYY-MM", required=True, help="UTC month")
+    statements.add_argument("--format", choices=["jsonl", "csv"], default="jsonl",
+                            help="JSON Lines (default) or CSV with a header")
+    statements.set_defaults(handler=_statements("cmd_statements"))
+    audit = command(commands, "audit", "check statement = sum of ledger entries = quota used, "
+                    "per account (exit 7 on a difference)")
+    audit.add_argument("--month", metavar="YYYY-MM", required=True, help="UTC month")
+    audit.add_argument("--source", metavar="ID",
+                       help="only the accounts this source billed in the month")
+    audit.set_defaults(handler=_statements("cmd_audit"))
 
     ledger = command(commands, "ledger", "the ledger")
     export = command(_commands(ledger, "action", "action"), "export",

@@ -26,6 +26,7 @@ from minutemeter.domain.model import (
     Window,
 )
 from minutemeter.domain.ntp_math import NtpReply
+from minutemeter.domain.statement import Statement
 
 
 class Clock(Protocol):
@@ -167,10 +168,23 @@ class LedgerStore(Protocol):
         expected_version: int,
         new_used: int,
         marks: Marks | None = None,
+        statement: Statement | None = None,
     ) -> None:
         """Set ``used_bytes = new_used``, store ``plan`` as pending, replace the bucket marks by
-        ``marks`` (``None``: leave them as they are) and bump the version, only if the version
-        is still ``expected_version``; else raise ``QuotaConflictError``."""
+        ``marks`` and the statement by ``statement`` (``None``: leave either as it is) and bump
+        the version, only if the version is still ``expected_version``; else raise
+        ``QuotaConflictError``. The month's first plan also lists the account in the month."""
+
+    def get_quotas(self, account_ids: Iterable[str], month: str) -> Iterator[QuotaState]:
+        """The quota items of ``account_ids`` for ``month`` that exist (eventually
+        consistent)."""
+
+    def month_accounts(self, month: str) -> Iterator[str]:
+        """Every account listed in ``month`` (any that ever had a plan reserved in it, and
+        possibly one whose first reservation failed), without a table scan."""
+
+    def month_entries(self, source_id: str, account_id: str, month: str) -> Iterator[LedgerEntry]:
+        """The entries of one source and account whose minute lies in ``month``."""
 
     def existing_buckets(
         self, refs: Sequence[BucketRef], *, consistent: bool = True

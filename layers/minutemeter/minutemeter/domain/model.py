@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # statement.py builds on this module's records
+    from minutemeter.domain.statement import Statement
 
 
 class ResetPolicy(StrEnum):
@@ -292,7 +296,9 @@ class QuotaState:
     """Included bytes used by one account in one month; ``version`` 0 means no item yet.
 
     ``marks``: per (source, node), the latest minute any plan on this item reserved
-    (``domain/marks.py``); ``None`` on an item stored before marks existed."""
+    (``domain/marks.py``); ``None`` on an item stored before marks existed. ``statement``: the
+    sum of the entries of every plan on it (``domain/statement.py``); ``None`` when there is
+    no item yet or it was stored before statements existed."""
 
     account_id: str
     month: str
@@ -300,6 +306,7 @@ class QuotaState:
     version: int = 0
     pending: QuotaPlan | None = None
     marks: Mapping[str, datetime] | None = field(default_factory=dict)
+    statement: Statement | None = None
 
 
 @dataclass

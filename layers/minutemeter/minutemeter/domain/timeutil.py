@@ -70,6 +70,16 @@ def month_of(moment: datetime) -> str:
     return _utc(moment).strftime("%Y-%m")
 
 
+def parse_month(text: str, *, what: str = "month") -> str:
+    """``YYYY-MM`` (a UTC calendar month, years 2000-8999); raises :class:`InputError`."""
+    year, dash, month = text[:4], text[4:5], text[5:]
+    if not (len(text) == 7 and dash == "-" and year.isdigit() and month.isdigit()
+            and 2000 <= int(year) <= 8999 and 1 <= int(month) <= 12):
+        raise InputError(f"{what} must be YYYY-MM (a month between 2000-01 and 8999-12), "
+                         f"got {text[:20]!r}")
+    return text
+
+
 def epoch_seconds(moment: datetime) -> int:
     return int(_utc(moment).timestamp())
 

@@ -7,7 +7,8 @@ The protocol (argued in docs/design.md), per (account, month):
 2. Ask which of our buckets already have an entry; those are replays. The quota item's bucket
    marks (``domain/marks.py``) prove most new minutes new without asking.
 3. Reserve: one conditional update (``version = expected``) that adds the included bytes of the
-   new entries to ``used_bytes`` and stores the plan as pending.
+   new entries to ``used_bytes``, adds the entries to the month's statement and stores the plan
+   as pending.
 4. Write the entries (BatchWriteItem). The reservation guarantees no other plan holds these
    buckets, and entries are a pure function of their plan, so writing one twice (the owner and
    a runner finishing the plan) writes the same item. Finishing someone else's plan (step 1)
@@ -35,10 +36,13 @@ from minutemeter.domain.marks import marks_after, may_exist
 from minutemeter.domain.model import (
     BillingProfile,
     CorrectionSpec,
+    LedgerEntry,
     MinuteUsage,
     QuotaPlan,
+    QuotaState,
 )
 from minutemeter.domain.rating import included_total, plan_entries
+from minutemeter.domain.statement import Statement
 from minutemeter.domain.timeutil import month_of
 from minutemeter.ports import LedgerStore
 
@@ -148,21 +152,34 @@ def commit_group(
             clock_bound_ms=context.clock_bound_ms,
             corrections=corrections,
         )
+        entries = plan_entries(plan)
         try:
             ledger.reserve_quota(
                 plan,
                 expected_version=quota.version,
                 new_used=quota.used_bytes + included_total(plan),
                 marks=marks_after(quota.marks, plan),
+                statement=statement_after(quota, entries),
             )
         except QuotaConflictError:
             continue
-        written = ledger.write_reserved(plan_entries(plan))
+        written = ledger.write_reserved(entries)
         return CommitTotals(written=written, replayed=replayed, completed_for_others=completed)
     raise ConcurrentUpdateError(
         f"quota of account {account_id} month {month} kept changing; "
         f"gave up after {MAX_RESERVE_ATTEMPTS} attempts (nothing was double-billed)"
     )
+
+
+def statement_after(quota: QuotaState, entries: Sequence[LedgerEntry]) -> Statement | None:
+    """The statement once ``entries`` are added: it moves in the reservation that plans them.
+    An item stored before statements existed keeps none (its earlier entries were never
+    summed into one); ``audit`` and ``usage`` sum the ledger for it."""
+    if quota.statement is not None:
+        return quota.statement.plus(entries)
+    if quota.version == 0:
+        return Statement(quota.account_id, quota.month).plus(entries)
+    return None
 
 
 def finish_pending(ledger: LedgerStore, plan: QuotaPlan) -> int:
