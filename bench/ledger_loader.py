@@ -84,7 +84,6 @@ class LoaderLedger(DynamoLedgerStore):
                 "used_bytes": quota.used_bytes,
                 "version": quota.version,
                 "pending": plan_to_item(quota.pending),
-                "account_id": account_id,
                 "updated_at": format_instant(quota.pending.collected_at),
                 **({} if quota.marks is None else {"marks": marks_to_item(quota.marks)}),
                 **({} if quota.statement is None

@@ -114,8 +114,9 @@ def test_audit_finds_a_statement_that_does_not_add_up(cli: InProcessCli) -> None
     table = cli.app.settings.ledger_table
     cli.app.dynamodb.update_item(
         TableName=table, Key={k: {"S": v} for k, v in quota_key(ACCOUNTS[1], "2026-12").items()},
-        UpdateExpression="SET #s.#b = #s.#b + :one",
-        ExpressionAttributeNames={"#s": "statement", "#b": "bytes"},
+        UpdateExpression="SET #s.#p.#v.#b = #s.#p.#v.#b + :one",
+        ExpressionAttributeNames={"#s": "statement", "#p": "by_pricing", "#v": "v2",
+                                  "#b": "bytes"},
         ExpressionAttributeValues={":one": {"N": "1"}},
     )
     # WHEN the month is audited, THEN it exits 7 naming that account only

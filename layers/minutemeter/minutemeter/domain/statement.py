@@ -71,6 +71,17 @@ class Statement:
                 "by_pricing": {v: _totals_json(t) for v, t in sorted(self.by_pricing.items())}}
 
 
+def sum_totals(parts: Iterable[Totals]) -> Totals:
+    """The totals of several parts (of a statement's pricing versions, say)."""
+    total = Totals()
+    for part in parts:
+        total = Totals(total.bytes + part.bytes, total.included_bytes + part.included_bytes,
+                       total.billable_bytes + part.billable_bytes,
+                       AMOUNT_CONTEXT.add(total.amount, part.amount),
+                       total.entries + part.entries, total.corrections + part.corrections)
+    return total
+
+
 def statement_of(account_id: str, month: str, entries: Iterable[LedgerEntry]) -> Statement:
     """The statement that ``entries`` (all of the account-month) add up to."""
     return Statement(account_id, month).plus(entries)

@@ -45,8 +45,13 @@ RANGE_READ_SPREAD = 4
 MONTH_SHARDS = 16
 
 
+QUOTA_PREFIX = "QUOTA#"
+
+
 def quota_key(account_id: str, month: str) -> dict[str, str]:
-    return {"pk": f"QUOTA#{account_id}", "sk": month}
+    """The quota item of an account-month. Its size decides what every reservation costs (a
+    write unit per KB), so it holds no attribute that its key already says."""
+    return {"pk": f"{QUOTA_PREFIX}{account_id}", "sk": month}
 
 
 def month_index_key(account_id: str, month: str) -> dict[str, str]:
@@ -74,7 +79,7 @@ class DynamoLedgerStore:
         without one are left out), in batches."""
         keys = [quota_key(a, month) for a in account_ids]
         for item in self.table.batch_get(keys, consistent=False) if keys else []:
-            yield _quota_from_item(str(item["account_id"]), month, item)
+            yield _quota_from_item(str(item["pk"]).removeprefix(QUOTA_PREFIX), month, item)
 
     def month_accounts(self, month: str) -> Iterator[str]:
         """Every account with a quota item in ``month``, from the month index (Queries)."""
@@ -101,11 +106,10 @@ class DynamoLedgerStore:
             ":used": new_used,
             ":version": expected_version + 1,
             ":pending": plan_to_item(plan),
-            ":account": plan.account_id,
             ":updated": format_instant(plan.collected_at),
         }
         expression = ("SET used_bytes = :used, version = :version, pending = :pending, "
-                      "account_id = :account, updated_at = :updated")
+                      "updated_at = :updated")
         if marks is not None:  # whole values: the version condition makes that safe
             expression += ", marks = :marks"
             attribute_values[":marks"] = marks_to_item(marks)

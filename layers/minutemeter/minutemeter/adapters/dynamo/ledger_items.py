@@ -20,7 +20,7 @@ from minutemeter.domain.model import (
     MinuteUsage,
     QuotaPlan,
 )
-from minutemeter.domain.statement import Statement, Totals
+from minutemeter.domain.statement import Statement, Totals, sum_totals
 from minutemeter.domain.timeutil import format_instant, format_second, parse_rfc3339
 
 
@@ -42,14 +42,15 @@ def marks_from_item(item: Any) -> dict[str, datetime]:
 
 
 def statement_to_item(statement: Statement) -> Item:
-    """Totals as numbers, amounts as text (a month's sum may need more than 38 digits)."""
-    return {**_totals_to_item(statement.totals),
-            "by_pricing": {v: _totals_to_item(t) for v, t in statement.by_pricing.items()}}
+    """The totals per pricing version only (the overall totals are their sum: storing both
+    would put a reservation past 1 KB, two write units); amounts as text (a month's sum may
+    need more than 38 digits)."""
+    return {"by_pricing": {v: _totals_to_item(t) for v, t in statement.by_pricing.items()}}
 
 
 def statement_from_item(account_id: str, month: str, item: Any) -> Statement:
-    return Statement(account_id, month, _totals_from_item(item),
-                     {str(v): _totals_from_item(t) for v, t in item.get("by_pricing", {}).items()})
+    by_pricing = {str(v): _totals_from_item(t) for v, t in item.get("by_pricing", {}).items()}
+    return Statement(account_id, month, sum_totals(by_pricing.values()), by_pricing)
 
 
 def _totals_to_item(totals: Totals) -> Item:
