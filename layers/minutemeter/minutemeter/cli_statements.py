@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 
 from minutemeter.bootstrap import App
 from minutemeter.cli_help import EXIT_AUDIT, EXIT_OK
-from minutemeter.cli_runtime import emit
+from minutemeter.cli_runtime import emit, emit_line
 from minutemeter.domain.errors import InputError
 from minutemeter.domain.timeutil import month_of, parse_month
 from minutemeter.domain.validation import is_account_id
@@ -44,7 +43,7 @@ def cmd_statements(app: App, args: argparse.Namespace) -> int:
             if writer is not None:
                 writer.writerow([document[c] for c in CSV_COLUMNS])
             else:
-                print(json.dumps(document, separators=(",", ":")))
+                emit_line(document)
             count += 1
     finally:
         if bar is not None:
