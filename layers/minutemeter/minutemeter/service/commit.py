@@ -2,8 +2,9 @@
 
 The protocol (argued in docs/design.md), per (account, month):
 
-1. Read the quota item (strongly consistent). If it holds a pending reservation, finish it:
-   write whatever of its entries is missing. A reservation carries everything its entries need.
+1. Read the quota item (eventually consistent the first time, strongly on a retry). If it
+   holds a pending reservation, finish it: write whatever of its entries is missing. A
+   reservation carries everything its entries need.
 2. Ask which of our buckets already have an entry; those are replays. The quota item's bucket
    marks (``domain/marks.py``) prove most new minutes new without asking.
 3. Reserve: one conditional update (``version = expected``) that adds the included bytes of the
