@@ -88,6 +88,8 @@ class LoaderLedger(DynamoLedgerStore):
                 **({} if quota.marks is None else {"marks": marks_to_item(quota.marks)}),
                 **({} if quota.statement is None
                    else {"statement": statement_to_item(quota.statement)}),
+                **({} if quota.marks is None and quota.statement is None
+                   else {"summary_version": quota.version}),
             })
             items.append({**month_index_key(account_id, month), "type": "month"})
         self.table.batch_put(items)

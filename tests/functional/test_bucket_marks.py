@@ -36,7 +36,7 @@ def _billed(backend: Backend) -> list[tuple[int, int]]:
             for e in backend.ledger.export(LedgerFilter(source_id="src"))]
 
 
-def test_marks_round_trip_and_a_reservation_without_marks_leaves_them(
+def test_marks_round_trip_and_a_reservation_without_them_makes_them_untrusted(
     any_backend: Backend,
 ) -> None:
     ledger = any_backend.ledger
@@ -44,9 +44,31 @@ def test_marks_round_trip_and_a_reservation_without_marks_leaves_them(
     marks = {mark_key("src", "node-a"): T0 + timedelta(minutes=3)}
     ledger.reserve_quota(plan, expected_version=0, new_used=included_total(plan), marks=marks)
     assert ledger.get_quota(ACCOUNT, "2026-11").marks == marks
-    ledger.reserve_quota(plan, expected_version=1, new_used=included_total(plan))
-    assert ledger.get_quota(ACCOUNT, "2026-11").marks == marks
     assert ledger.get_quota(ACCOUNT, "2026-10").marks == {}  # no item: no entry can exist
+    # WHEN a reservation moves the item without marks (code from before them: a rollback)
+    ledger.reserve_quota(plan, expected_version=1, new_used=included_total(plan))
+    # THEN the marks it left are not trusted: every bucket is looked up again
+    assert ledger.get_quota(ACCOUNT, "2026-11").marks is None
+
+
+def test_a_rollback_below_marks_and_forward_again_cannot_bill_twice(
+    any_backend: Backend,
+) -> None:
+    # GIVEN minutes 0-1 billed with marks, then code from before marks (a rollback) bills
+    # minute 2: its reservation moves the version and leaves the mark at minute 1
+    _commit(any_backend.ledger, _usage(0, 100), _usage(1, 100))
+    quota = any_backend.ledger.get_quota(ACCOUNT, "2026-11")
+    old = QuotaPlan("b-old", "src", ACCOUNT, "2026-11", quota.used_bytes, PROFILE, "old", NOW,
+                    (_usage(2, 100),))
+    any_backend.ledger.reserve_quota(old, expected_version=quota.version,
+                                     new_used=quota.used_bytes + included_total(old))
+    any_backend.ledger.write_reserved(plan_entries(old))
+    # WHEN this version runs again and replays minute 2 with a new minute 3
+    totals = _commit(any_backend.ledger, _usage(2, 100), _usage(3, 100), run="run-3")
+    # THEN minute 2 is found (not billed twice) and each minute is billed once
+    assert (totals.written, totals.replayed) == (1, 1)
+    assert _billed(any_backend) == [(0, 100), (1, 100), (2, 100), (3, 100)]
+    assert any_backend.ledger.get_quota(ACCOUNT, "2026-11").used_bytes == 400
 
 
 def test_each_reservation_marks_the_latest_minute_of_its_source_and_node(

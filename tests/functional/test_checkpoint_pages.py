@@ -90,6 +90,25 @@ def test_a_checkpoint_stored_before_pages_is_read_until_it_moves(dynamo: Backend
     assert store.list_checkpoints("src") == [newer]
 
 
+def test_a_checkpoint_item_moved_after_its_page_wins(dynamo: Backend) -> None:
+    # GIVEN an account whose checkpoint is in a page
+    store = _store(dynamo)
+    paged = Checkpoint("node-a", "acct", 900, T0 + timedelta(minutes=1))
+    store.advance_checkpoints("src", [paged])
+    # WHEN code from before pages (a rollback) moves its per-account item further
+    later = T0 + timedelta(minutes=2)
+    store.table.put({**checkpoint_key("src", "node-a", "acct"), "type": "checkpoint",
+                     "source_id": "src", "node_id": "node-a", "account_id": "acct",
+                     "total_bytes": 1400, "taken_at": format_instant(later)})
+    # THEN the newer reading is the checkpoint: the next diff starts there, not at the page's
+    newer = Checkpoint("node-a", "acct", 1400, later)
+    assert store.get_checkpoints("src", "node-a", ["acct"]) == {"acct": newer}
+    assert store.list_checkpoints("src") == [newer]
+    # AND an item of another node or account does not leak in
+    assert store.get_checkpoints("src", "node-a", ["other"]) == {}
+    assert store.get_checkpoints("src", "node-a#x", ["acct"]) == {}
+
+
 def test_a_stale_lease_holder_moves_no_page(dynamo: Backend) -> None:
     sync = dynamo.state.sync
     first = sync.acquire_lease("src", holder="r1", now=NOW, lease_seconds=60,

@@ -64,10 +64,13 @@ class FakeLedgerStore:
             current = self.quotas.get(key, QuotaState(plan.account_id, plan.month, marks=None))
             if current.version != expected_version:
                 raise QuotaConflictError(f"version {current.version} != {expected_version}")
+            untracked = marks is None and statement is None  # as code before them wrote it:
+            # the adapter then no longer trusts the marks or statement the item still holds
             self.quotas[key] = QuotaState(
                 plan.account_id, plan.month, new_used, expected_version + 1, plan,
-                marks=current.marks if marks is None else dict(marks),
-                statement=current.statement if statement is None else statement,
+                marks=None if untracked else current.marks if marks is None else dict(marks),
+                statement=(None if untracked else
+                           current.statement if statement is None else statement),
             )
             self.writes += 1
 

@@ -116,6 +116,11 @@ class DynamoLedgerStore:
         if statement is not None:
             expression += ", statement = :statement"
             attribute_values[":statement"] = statement_to_item(statement)
+        if marks is not None or statement is not None:
+            # The version they are true at: code from before marks moves ``version`` without
+            # them, and marks or a statement it left behind must not be trusted (see
+            # ``_quota_from_item``).
+            expression += ", summary_version = :version"
         if expected_version:
             attribute_values[":expected"] = expected_version
         reserved = self.table.update(
@@ -244,11 +249,17 @@ def _quota_from_item(account_id: str, month: str, item: dict[str, Any] | None) -
     if item is None:
         return QuotaState(account_id=account_id, month=month)
     pending, marks, statement = item.get("pending"), item.get("marks"), item.get("statement")
+    version = int(item["version"])
+    if "summary_version" not in item or int(item["summary_version"]) != version:
+        # Written, or last moved, by code that did not keep marks and statement: a rollback
+        # below them and forward again. They may miss entries; treat the item as one from
+        # before they existed (every bucket looked up, the statement summed from entries).
+        marks = statement = None
     return QuotaState(
         account_id=account_id,
         month=month,
         used_bytes=int(item["used_bytes"]),
-        version=int(item["version"]),
+        version=version,
         pending=plan_from_item(pending) if pending else None,
         marks=None if marks is None else marks_from_item(marks),
         statement=None if statement is None else statement_from_item(account_id, month,

@@ -19,7 +19,9 @@ A checkpoint in a page still only moves forward (a newer ``taken_at`` replaces i
 is ignored), as the per-account items did.
 
 Checkpoints stored before pages existed (``keys.checkpoint_key``, one item per account) are
-still read for accounts that no page holds yet; an account's first advance moves it into a page.
+still read, with one Query per source and node, and the newer of the two readings of an account
+wins: code from before pages (a rollback) moves those items and not the pages. An account's
+next advance writes its reading into a page.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from typing import Any
 from minutemeter.adapters.dynamo.base import DynamoTable, Item
 from minutemeter.adapters.dynamo.state.fencing import check_fence
 from minutemeter.adapters.dynamo.state.keys import (
-    checkpoint_key,
     checkpoint_page_key,
     checkpoint_page_partition,
     checkpoint_page_prefix,
@@ -135,10 +136,22 @@ class DynamoCheckpointStore:
             reading = directory.page_of(account_id).accounts.get(account_id)
             if reading is not None:
                 found[account_id] = _checkpoint(node_id, account_id, reading)
-        older = [checkpoint_key(source_id, node_id, a) for a in sorted(wanted - set(found))]
-        for item in self.table.batch_get(older) if older else []:
-            found[str(item["account_id"])] = _legacy_checkpoint(item)
+        for legacy in self._legacy(source_id, node_id):
+            current = found.get(legacy.account_id)
+            if legacy.account_id in wanted and (current is None
+                                                or current.taken_at < legacy.taken_at):
+                found[legacy.account_id] = legacy
         return found
+
+    def _legacy(self, source_id: str, node_id: str) -> list[Checkpoint]:
+        """The node's per-account checkpoint items (one Query: a read unit when there are
+        none). They are read every time, not only for accounts no page holds: code from before
+        pages, after a rollback, moves them and not the pages, and the newer one is the truth."""
+        items = self.table.query(
+            "pk = :pk AND begins_with(sk, :node)",
+            {":pk": checkpoint_partition(source_id), ":node": f"{node_id}#"},
+        )
+        return [_legacy_checkpoint(i) for i in items if i.get("node_id") == node_id]
 
     def list_checkpoints(self, source_id: str) -> list[Checkpoint]:
         latest: dict[tuple[str, str], Checkpoint] = {}
