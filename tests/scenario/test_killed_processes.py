@@ -110,7 +110,12 @@ def test_sigkilled_collectors_lose_and_double_nothing(ddb_local: DynamoDBLocal) 
         mark = datetime.fromisoformat(listing[0]["last_completed_until"].replace("Z", "+00:00"))
         exported = _cli(env, "ledger", "export", "--source", "s1")
         assert exported.returncode == 0
-    entries = [json.loads(line) for line in exported.stdout.splitlines()]
+        entries = [json.loads(line) for line in exported.stdout.splitlines()]
+        # AND statement = sum of the entries = quota used, per account-month (issue 11)
+        for month in sorted({entry["minute"][:7] for entry in entries}):
+            audit = _cli(env, "audit", "--month", month)
+            assert audit.returncode == 0, audit.stdout
+            assert json.loads(audit.stdout)["accounts_checked"] > 0
     got: dict[tuple[str, str], int] = {}
     for entry in entries:
         key = (entry["account_id"], entry["minute"])
