@@ -1,7 +1,7 @@
 # minutemeter: one command each for a fresh machine (see README.md).
 #   make setup   venv, project, dev tools, DynamoDB Local (idempotent)
 #   make demo    the main job on the embedded default
-#   make invoke  one Lambda handler in-process: FN=collector|drift_check|api EVENT=events/<file>
+#   make invoke  one Lambda handler in-process: FN=collector|drift_check|api|audit EVENT=events/<file>
 #   make test    the whole test suite (what .ci/run calls)
 #   make bench   the benchmarks; writes bench/results.json
 
@@ -20,7 +20,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: setup demo invoke test bench lint typecheck clean
 
-setup: $(SETUP_STAMP) $(DDB_LOCAL_PKG) java ntp-tools wheelhouse checkov-install
+setup: $(SETUP_STAMP) $(DDB_LOCAL_PKG) java ntp-tools prometheus-tools wheelhouse checkov-install
 
 $(SETUP_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,20 +50,28 @@ ntp-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# Prometheus and promtool (Debian's package), for the tests of the prometheus source kind
+.PHONY: prometheus-tools
+prometheus-tools:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+		echo "installing prometheus for the prometheus-source tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+	fi
+
 demo: setup
 	$(BIN)/python -m minutemeter.local.demo
 
 # One handler in-process with an event file, against DynamoDB Local (default) or moto, with the
 # source the event names registered against a sample exporter; the result as JSON on stdout, logs
 # on stderr (docs/build.md). SOURCE=ID registers that source instead.
-#   make invoke FN=collector|drift_check|api EVENT=events/<file>.json [BACKEND=ddb-local|moto]
+#   make invoke FN=collector|drift_check|api|audit EVENT=events/<file>.json [BACKEND=ddb-local|moto]
 FN ?=
 EVENT ?=
 BACKEND ?= ddb-local
 SOURCE ?=
 invoke: setup
 	@if [ -z "$(FN)" ] || [ -z "$(EVENT)" ]; then \
-		echo "usage: make invoke FN=collector|drift_check|api EVENT=events/<file>.json [BACKEND=ddb-local|moto] [SOURCE=ID]" >&2; \
+		echo "usage: make invoke FN=collector|drift_check|api|audit EVENT=events/<file>.json [BACKEND=ddb-local|moto] [SOURCE=ID]" >&2; \
 		exit 2; \
 	fi
 	@$(BIN)/python -m minutemeter.local.invoke "$(FN)" "$(EVENT)" --backend "$(BACKEND)" \
