@@ -378,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         return memory.rerun_at(args.code_at, ["-m", "bench.run", *(argv or sys.argv[1:])])
     if args.only != "memory":
         catch_up(args)
+        from bench import prometheus  # the same workload read from Prometheus (issue 12)
+
+        prometheus.run(args)
     if args.only != "catch-up":
         memory.run(args)
     return 0

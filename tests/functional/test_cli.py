@@ -218,7 +218,7 @@ def _fresh_state() -> dict[str, Any]:
     "argv",
     [
         ["sources", "put", "s1", "--url", "http://127.0.0.1:1", "--reset-policy", "nope"],
-        ["sources", "put", "s1", "--url", "http://127.0.0.1:1", "--kind", "prometheus"],
+        ["sources", "put", "s1", "--url", "http://127.0.0.1:1", "--kind", "graphite"],
         ["sources", "put", "s1", "--url", "http://127.0.0.1:1", "--lag", "1.5"],
         ["sources", "put", "--url", "http://127.0.0.1:1"],
         ["sources"],
@@ -266,12 +266,12 @@ def test_an_unknown_kind_is_one_line_and_exit_2(
     cli: Cli, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as caught:
-        cli.run("sources", "put", "s1", "--url", "http://127.0.0.1:9", "--kind", "prometheus")
+        cli.run("sources", "put", "s1", "--url", "http://127.0.0.1:9", "--kind", "graphite")
     err = capsys.readouterr().err
 
     assert caught.value.code == 2
     assert err.startswith("minutemeter sources put: error: argument --kind: invalid choice: "
-                          "'prometheus'") and err.count("\n") == 1
+                          "'graphite'") and err.count("\n") == 1
     assert "exporter" in err
     assert cli.json("sources", "list") == []
 

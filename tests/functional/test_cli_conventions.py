@@ -131,6 +131,11 @@ def aws_commands(ntp: str) -> dict[str, list[str]]:
         "usage": ["usage", ACCOUNT, "--month", "2026-11"],
         "statements": ["statements", "--month", "2026-11"],
         "audit": ["audit", "--month", "2026-11"],
+        "sinks put": ["sinks", "put", "billing", "--kind", "stripe", "--url",
+                      "https://api.stripe.com", "--meter", "m", "--value", "bytes",
+                      "--api-key-env", "STRIPE_KEY"],
+        "sinks list": ["sinks", "list"],
+        "sink deliver": ["sink", "deliver"],
         # the other ways to AWS: the operations API, and a stack's outputs
         "reconcile --url": ["reconcile", "s1", *window, "--dry-run", "--url", CLOSED],
         "--stack": ["--stack", "minutemeter", "sources", "list"],

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -305,12 +304,6 @@ def test_a_billed_source_keeps_its_reset_policy(any_backend: Backend) -> None:
     assert put_source(*stores, "s1", SourceChanges(lag_seconds=30), T0).lag_seconds == 30
 
 
-class _NextKind(StrEnum):
-    """A kind this release has no adapter for yet (``SourceKind`` has only ``exporter``)."""
-
-    PROMETHEUS = "prometheus"
-
-
 def test_a_billed_source_keeps_its_kind(any_backend: Backend) -> None:
     # GIVEN a source registered as an exporter source (the default), not billed yet
     stores = (any_backend.state.sources, any_backend.state.sync)
@@ -323,7 +316,7 @@ def test_a_billed_source_keeps_its_kind(any_backend: Backend) -> None:
                           T0).kind is SourceKind.EXPORTER
         run_until_caught_up(deps_for(any_backend, FakeClock(T0 + timedelta(minutes=20))), "s1")
     # WHEN the operator gives it another kind once it has billed
-    other = SourceChanges(kind=_NextKind.PROMETHEUS)  # type: ignore[arg-type]
+    other = SourceChanges(kind=SourceKind.PROMETHEUS, selector="b_total", account_label="b")
     with pytest.raises(InputError) as caught:
         put_source(*stores, "s1", other, T0)
     # THEN that is refused, saying what to do instead, and nothing changes

@@ -26,6 +26,7 @@ SAMPLE_EVENTS = {
     "collector": EVENTS / "scheduler-event.json",
     "drift_check": EVENTS / "drift-check-scheduled.json",
     "api": EVENTS / "api-status.json",
+    "audit": EVENTS / "audit-scheduled.json",
 }
 BACKENDS = [
     pytest.param("moto", id="moto"),
@@ -158,6 +159,7 @@ def test_timeouts_and_memory_are_the_templates() -> None:
     specs = {name: function.function_spec(name, template) for name in function.FUNCTIONS}
     assert {n: (s.timeout_seconds, s.memory_mb) for n, s in specs.items()} == {
         "collector": (300, 512), "drift_check": (90, 256), "api": (300, 512),
+        "audit": (900, 512),
     }
     collector, drift = specs["collector"].environment, specs["drift_check"].environment
     assert collector["MINUTEMETER_CLOCK_GUARD_REQUIRED"] == "true"

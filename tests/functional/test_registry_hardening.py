@@ -129,7 +129,8 @@ CORRUPT: dict[str, dict[str, Any]] = {
     "tolerance-huge": {"clock_tolerance_seconds": 999_999_999_999_999},  # main accepted it
     "policy-odd": {"reset_policy": "sometimes"},
     "url-number": {"url": 5},
-    "kind-unknown": {"kind": "prometheus"},  # no reader here: not readable as any source
+    "kind-unknown": {"kind": "graphite"},  # no reader here: not readable as any source
+    "prometheus-no-selector": {"kind": "prometheus"},  # a prometheus source reads nothing
 }
 
 

@@ -6,6 +6,7 @@ the conditional-write semantics that exactly-once rests on.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +14,13 @@ import pytest
 
 from minutemeter.adapters.dynamo.base import DynamoTable
 from minutemeter.adapters.dynamo.state import dynamo_state_stores
-from minutemeter.domain.errors import QuotaConflictError, SourceNotFoundError, StoreError
+from minutemeter.domain.delivery import SinkConfig, SinkKind, SinkValue
+from minutemeter.domain.errors import (
+    QuotaConflictError,
+    SourceNotFoundError,
+    StoreError,
+    UnknownSinkError,
+)
 from minutemeter.domain.model import (
     BillingProfile,
     BucketRef,
@@ -28,7 +35,7 @@ from minutemeter.domain.model import (
     SourceConfig,
 )
 from minutemeter.domain.rating import included_total, plan_entries
-from minutemeter.ports import LedgerFilter
+from minutemeter.ports import DeliveryRecord, LedgerFilter
 from tests.support.backends import Backend
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -185,3 +192,58 @@ def test_engine_failures_surface_as_store_errors(dynamo: Backend) -> None:
         missing.sync.get_state("src")
     with pytest.raises(StoreError, match="no-such-table"):
         missing.sources.list_sources()
+
+
+def test_profile_customers_are_kept_beside_the_profile(any_backend: Backend) -> None:
+    profiles = any_backend.state.profiles
+    other = "0b8f6f3c-1d2e-4f50-8a9b-0c1d2e3f4a5b"
+    profiles.put_profile(ACCOUNT, PROFILE, customer="cus_123")
+    profiles.put_profile(other, PROFILE)
+    assert profiles.get_customers([ACCOUNT, other, "x"]) == {ACCOUNT: "cus_123"}
+    # a later put without --customer keeps it; with one, replaces it
+    cheaper = BillingProfile(5, Decimal("0.000000001"), Decimal("1"), "v8")
+    profiles.put_profile(ACCOUNT, cheaper)
+    assert profiles.get_customers([ACCOUNT]) == {ACCOUNT: "cus_123"}
+    assert profiles.get_profiles([ACCOUNT]) == {ACCOUNT: cheaper}
+    profiles.put_profile(ACCOUNT, cheaper, customer="sub_9")
+    assert profiles.get_customers([ACCOUNT]) == {ACCOUNT: "sub_9"}
+    assert profiles.get_customers([]) == {}
+
+
+def test_delivery_records_are_claimed_and_settled_on_their_attempts(
+    any_backend: Backend,
+) -> None:
+    store = any_backend.state.deliveries
+    sink = SinkConfig("billing", SinkKind.STRIPE, "https://api.stripe.com", "bytes_out",
+                      SinkValue.BILLABLE, api_key_secret="arn:aws:secretsmanager:us-east-1:"
+                      "123456789012:secret:stripe-AbCdEf")
+    lago = SinkConfig("lago", SinkKind.LAGO, "http://127.0.0.1:3000", "bytes", SinkValue.BYTES,
+                      api_key_env="LAGO_API_KEY")
+    store.put_sink(sink)
+    store.put_sink(lago)
+    assert store.get_sink("billing") == sink
+    assert store.list_sinks() == [sink, lago]
+    with pytest.raises(UnknownSinkError):
+        store.get_sink("nope")
+    first = DeliveryRecord("billing", "L1", "sending", 1, T0, T0)
+    assert store.claim(first, expected_attempts=None)
+    assert not store.claim(first, expected_attempts=None)  # another sender's
+    assert store.get_records("billing", ["L1", "L2"]) == {"L1": first}
+    assert store.get_records("lago", ["L1"]) == {}  # per sink
+    # a resend: fenced on the attempts read
+    second = replace(first, attempts=2)
+    assert not store.claim(second, expected_attempts=2)
+    assert store.claim(second, expected_attempts=1)
+    assert not store.claim(replace(first, attempts=3), expected_attempts=1)
+    # the settle of a superseded attempt changes nothing; the current one's does
+    store.settle(replace(first, status="delivered"))
+    assert store.get_records("billing", ["L1"])["L1"] == second
+    retry = replace(second, maybe_sent_at=None, detail="rate_limited")
+    store.settle(retry)
+    assert store.get_records("billing", ["L1"])["L1"] == retry
+    done = replace(retry, status="delivered", detail="accepted")
+    store.settle(done)
+    assert store.get_records("billing", ["L1"])["L1"] == done
+    # a settled record is never claimed again, whatever attempts a sender read
+    assert not store.claim(replace(done, status="sending", attempts=3), expected_attempts=2)
+    assert store.get_records("billing", ["L1"])["L1"] == done

@@ -9,11 +9,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from minutemeter.domain.delivery import SinkConfig
 from minutemeter.domain.errors import (
     LeaseHeldError,
     LeaseLostError,
     QuotaConflictError,
     SourceNotFoundError,
+    UnknownSinkError,
 )
 from minutemeter.domain.ids import entry_ref
 from minutemeter.domain.lease import lease_until, may_take_over
@@ -34,8 +36,8 @@ from minutemeter.domain.model import (
     SyncState,
 )
 from minutemeter.domain.statement import Statement
-from minutemeter.domain.timeutil import month_of
-from minutemeter.ports import LeaseGrant, LedgerFilter, PutOutcome, StateStores
+from minutemeter.domain.timeutil import format_second, month_of
+from minutemeter.ports import DeliveryRecord, LeaseGrant, LedgerFilter, PutOutcome, StateStores
 from minutemeter.presenters import job_to_dict
 
 
@@ -90,6 +92,17 @@ class FakeLedgerStore:
                        if e.source_id == source_id and e.usage.account_id == account_id
                        and month_of(e.usage.minute) == month]
         yield from sorted(entries, key=lambda e: (e.usage.minute, entry_ref(e).variant))
+
+    def partition_entries(
+        self, source_id: str, account_id: str, *, since: datetime, until: datetime,
+        after: str | None = None,
+    ) -> Iterator[tuple[str, LedgerEntry]]:
+        with self._lock:
+            entries = [e for e in self.entries.values()
+                       if e.source_id == source_id and e.usage.account_id == account_id
+                       and since <= e.usage.minute < until]
+        keyed = sorted(((_entry_sort_key(e), e) for e in entries), key=lambda pair: pair[0])
+        yield from ((k, e) for k, e in keyed if after is None or k > after)
 
     def existing_buckets(
         self, refs: Sequence[BucketRef], *, consistent: bool = True
@@ -146,6 +159,12 @@ class FakeLedgerStore:
             if selection.until and entry.usage.minute >= selection.until:
                 continue
             yield entry
+
+
+def _entry_sort_key(entry: LedgerEntry) -> str:
+    ref = entry_ref(entry)
+    return f"{format_second(ref.minute)}#{ref.node_id}" + (f"#{ref.variant}" if ref.variant
+                                                            else "")
 
 
 class FakeSourceStore:
@@ -313,12 +332,20 @@ class FakeProfileStore:
 
     def __init__(self) -> None:
         self.profiles: dict[str, BillingProfile] = {}
+        self.customers: dict[str, str] = {}
 
     def get_profiles(self, account_ids: Iterable[str]) -> Mapping[str, BillingProfile]:
         return {a: self.profiles[a] for a in account_ids if a in self.profiles}
 
-    def put_profile(self, account_id: str, profile: BillingProfile) -> None:
+    def put_profile(
+        self, account_id: str, profile: BillingProfile, *, customer: str | None = None
+    ) -> None:
         self.profiles[account_id] = profile
+        if customer is not None:
+            self.customers[account_id] = customer
+
+    def get_customers(self, account_ids: Iterable[str]) -> Mapping[str, str]:
+        return {a: self.customers[a] for a in account_ids if a in self.customers}
 
 
 class FakeRecordStore:
@@ -393,6 +420,52 @@ class FakeClockVerdictStore:
         return self.verdict
 
 
+class FakeDeliveryStore:
+    """:class:`minutemeter.ports.DeliveryStore` in memory, with the adapter's conditions."""
+
+    def __init__(self) -> None:
+        self.sinks: dict[str, SinkConfig] = {}
+        self.records: dict[tuple[str, str], DeliveryRecord] = {}
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    def put_sink(self, sink: SinkConfig) -> None:
+        self.sinks[sink.name] = sink
+
+    def get_sink(self, name: str) -> SinkConfig:
+        if name not in self.sinks:
+            raise UnknownSinkError(name)
+        return self.sinks[name]
+
+    def list_sinks(self) -> list[SinkConfig]:
+        return [self.sinks[k] for k in sorted(self.sinks)]
+
+    def get_records(self, sink: str, ledger_ids: Iterable[str]) -> Mapping[str, DeliveryRecord]:
+        with self._lock:
+            return {i: self.records[(sink, i)] for i in ledger_ids if (sink, i) in self.records}
+
+    def claim(self, record: DeliveryRecord, *, expected_attempts: int | None) -> bool:
+        with self._lock:
+            self.writes += 1
+            current = self.records.get((record.sink, record.ledger_id))
+            if expected_attempts is None:
+                if current is not None:
+                    return False
+            elif (current is None or current.attempts != expected_attempts
+                  or current.status != "sending"):
+                return False
+            self.records[(record.sink, record.ledger_id)] = record
+            return True
+
+    def settle(self, record: DeliveryRecord) -> None:
+        with self._lock:
+            self.writes += 1
+            current = self.records.get((record.sink, record.ledger_id))
+            if (current is not None and current.attempts == record.attempts
+                    and current.status == "sending"):
+                self.records[(record.sink, record.ledger_id)] = record
+
+
 def fake_state_stores() -> StateStores:
     """Every store of the state table in memory; checkpoints fence on the sync store's tokens."""
     sync = FakeSyncStore()
@@ -404,4 +477,5 @@ def fake_state_stores() -> StateStores:
         records=FakeRecordStore(),
         reconciles=FakeReconcileStore(),
         verdicts=FakeClockVerdictStore(),
+        deliveries=FakeDeliveryStore(),
     )

@@ -21,6 +21,7 @@ import pytest
 
 from minutemeter.domain.drift_assessment import DriftThresholds
 from minutemeter.observability import (
+    AUDIT_METRICS,
     COLLECTOR_METRICS,
     DRIFT_METRICS,
     NAMESPACE,
@@ -55,6 +56,14 @@ ALARMS: dict[str, tuple[str | None, str]] = {
     "ApiErrorsAlarm": (None, "notBreaching"),
     "ApiThrottlesAlarm": (None, "notBreaching"),
     "QuarantineAlarm&{SourceId}": (None, "notBreaching"),
+    # issue 11: the daily audit. A difference holds its state until an audit says otherwise
+    # (ignore: a day before its audit has no data point); the audit's heartbeat is breaching.
+    "AuditDifferencesAlarm": (None, "ignore"),
+    "AuditHeartbeatAlarm": (None, "breaching"),
+    # issue 11: delivery to billing sinks (the stream handler, its iterator age, its failures)
+    "SinkErrorsAlarm": (None, "notBreaching"),
+    "SinkIteratorAgeAlarm": (None, "notBreaching"),
+    "SinkFailureQueueAlarm": (None, "notBreaching"),
 }
 # Thresholds that are not tuning knobs: any dead letter or failed invocation is one too many, and
 # the heartbeat alarms on its absence (Sum < 1), not on a value.
@@ -66,6 +75,11 @@ FIXED_THRESHOLDS = {
     "ApiErrorsAlarm": (0, "GreaterThanThreshold"),
     "ApiThrottlesAlarm": (0, "GreaterThanThreshold"),
     "QuarantineAlarm&{SourceId}": (0, "GreaterThanThreshold"),
+    "AuditDifferencesAlarm": (0, "GreaterThanThreshold"),
+    "AuditHeartbeatAlarm": (1, "LessThanThreshold"),
+    "SinkErrorsAlarm": (0, "GreaterThanThreshold"),
+    "SinkIteratorAgeAlarm": (3_600_000, "GreaterThanThreshold"),  # ms: an hour behind
+    "SinkFailureQueueAlarm": (0, "GreaterThanThreshold"),
 }
 PER_SOURCE_ALARMS = ("LagAlarm", "QuarantineAlarm")  # one of each per source id (Fn::ForEach)
 # Parameter -> what settings (and the domain) default to: the template's defaults are the code's.
@@ -230,16 +244,17 @@ def test_the_contract_is_what_the_template_assumes(template: dict[str, Any]) -> 
     assert SOURCE_DIMENSION == "SourceId"
     assert env["POWERTOOLS_SERVICE_NAME"] == "minutemeter"
     assert not set(COLLECTOR_METRICS) & set(DRIFT_METRICS)
+    assert not set(AUDIT_METRICS) & (set(COLLECTOR_METRICS) | set(DRIFT_METRICS))
 
 
 def test_every_metric_the_code_emits_has_an_alarm_or_a_widget(refs: list[MetricRef]) -> None:
     used = {ref.name for ref in refs if ref.namespace == NAMESPACE}
-    missing = (set(COLLECTOR_METRICS) | set(DRIFT_METRICS)) - used
+    missing = (set(COLLECTOR_METRICS) | set(DRIFT_METRICS) | set(AUDIT_METRICS)) - used
     assert not missing, f"emitted but neither alarmed nor graphed: {sorted(missing)}"
 
 
 def test_every_minutemeter_metric_named_is_one_the_code_emits(refs: list[MetricRef]) -> None:
-    emitted = set(COLLECTOR_METRICS) | set(DRIFT_METRICS)
+    emitted = set(COLLECTOR_METRICS) | set(DRIFT_METRICS) | set(AUDIT_METRICS)
     unknown = [
         f"{r.where}: {r.name}"
         for r in refs
@@ -270,8 +285,11 @@ def test_other_namespaces_are_the_stacks_own_resources(refs: list[MetricRef]) ->
             {"Ref": "CollectorFunction"},
             {"Ref": "DriftCheckFunction"},
             {"Ref": "ApiFunction"},
+            {"Ref": "AuditFunction"},
+            {"Ref": "SinkFunction"},
         ],
-        ("AWS/SQS", "QueueName"): [{"Fn::GetAtt": ["CollectorDeadLetterQueue", "QueueName"]}],
+        ("AWS/SQS", "QueueName"): [{"Fn::GetAtt": ["CollectorDeadLetterQueue", "QueueName"]},
+                                   {"Fn::GetAtt": ["SinkFailureQueue", "QueueName"]}],
     }
     for ref in refs:
         if ref.namespace == NAMESPACE:
@@ -470,6 +488,42 @@ def test_queue_and_error_alarms(written_alarms: dict[str, dict[str, Any]]) -> No
             "AWS/Lambda", "Errors", "Sum"
         )
         assert _dimensions(props["Dimensions"]) == {"FunctionName": {"Ref": function}}
+
+
+def test_sink_alarms(written_alarms: dict[str, dict[str, Any]]) -> None:
+    """Issue 11: a failed sink invocation, a stream an hour behind, and any batch given up on
+    (the backfill must deliver it) page."""
+    sink = {"FunctionName": {"Ref": "SinkFunction"}}
+    errors = written_alarms["SinkErrorsAlarm"]
+    assert (errors["Namespace"], errors["MetricName"], errors["Statistic"]) == (
+        "AWS/Lambda", "Errors", "Sum")
+    assert _dimensions(errors["Dimensions"]) == sink
+    age = written_alarms["SinkIteratorAgeAlarm"]
+    assert (age["Namespace"], age["MetricName"], age["Statistic"]) == (
+        "AWS/Lambda", "IteratorAge", "Maximum")
+    assert _dimensions(age["Dimensions"]) == sink
+    queue = written_alarms["SinkFailureQueueAlarm"]
+    assert (queue["Namespace"], queue["MetricName"]) == (
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert _dimensions(queue["Dimensions"]) == {
+        "QueueName": {"Fn::GetAtt": ["SinkFailureQueue", "QueueName"]}}
+
+
+def test_audit_alarms(written_alarms: dict[str, dict[str, Any]]) -> None:
+    """Issue 11: any account-month that differs in the day's audit pages; so does a second day
+    in a row without an audit (the day in progress may not have had its audit yet)."""
+    differences = written_alarms["AuditDifferencesAlarm"]
+    assert (differences["Namespace"], differences["MetricName"]) == (NAMESPACE,
+                                                                    "AuditDifferences")
+    assert _dimensions(differences["Dimensions"]) == {SERVICE_DIMENSION: "minutemeter"}
+    assert (differences["Statistic"], differences["Period"]) == ("Maximum", 86400)
+    assert (differences["EvaluationPeriods"], differences["DatapointsToAlarm"]) == (1, 1)
+    heartbeat = written_alarms["AuditHeartbeatAlarm"]
+    assert (heartbeat["MetricName"], heartbeat["Statistic"]) == ("AuditHeartbeat", "Sum")
+    assert _dimensions(heartbeat["Dimensions"]) == {SERVICE_DIMENSION: "minutemeter"}
+    assert (heartbeat["Period"], heartbeat["EvaluationPeriods"],
+            heartbeat["DatapointsToAlarm"]) == (86400, 2, 2)
+    assert set(AUDIT_METRICS) == {"AuditDifferences", "AuditAccountsChecked", "AuditHeartbeat"}
 
 
 # --------------------------------------------------------------------------- the dashboard

@@ -104,6 +104,8 @@ def test_checkov_passes_on_the_template_as_deployed(
         "CollectorSchedulenodea", "CollectorSchedulenodeb", "LagAlarmnodea", "LagAlarmnodeb",
         "QuarantineAlarmnodea", "QuarantineAlarmnodeb", "ApiErrorsAlarm", "ApiThrottlesAlarm",
         "CollectorFunctionRole", "DriftCheckFunctionRole", "DriftCheckSchedule",
+        "AuditFunctionRole", "AuditSchedule", "AuditDifferencesAlarm", "AuditHeartbeatAlarm",
+        "SinkFunctionRole", "SinkStreamMapping", "SinkBackfillSchedule", "SinkFailureQueue",
     } <= set(resources)
     assert summary["resource_count"] == len(resources)
     scanned = {c["resource"] for c in deployed_report["results"]["passed_checks"]}
@@ -111,6 +113,10 @@ def test_checkov_passes_on_the_template_as_deployed(
     assert "AWS::IAM::Role.SchedulerRole" in scanned
     assert "AWS::IAM::Role.DriftCheckSchedulerRole" in scanned
     assert "AWS::IAM::Role.DriftCheckFunctionRole" in scanned
+    assert "AWS::IAM::Role.AuditFunctionRole" in scanned
+    assert "AWS::IAM::Role.AuditSchedulerRole" in scanned
+    assert "AWS::IAM::Role.SinkFunctionRole" in scanned
+    assert "AWS::IAM::Role.SinkBackfillSchedulerRole" in scanned
 
 
 def test_every_skip_says_why(template: dict[str, Any]) -> None:

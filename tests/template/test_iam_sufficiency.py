@@ -23,14 +23,18 @@ from moto import mock_aws
 from minutemeter.adapters.dynamo.ledger import DynamoLedgerStore
 from minutemeter.adapters.dynamo.schema import create_tables
 from minutemeter.adapters.dynamo.state.sources import DynamoSourceStore
-from minutemeter.bootstrap import bootstrap
+from minutemeter.bootstrap import App, bootstrap
 from minutemeter.domain.model import ClockVerdict, SourceConfig
 from minutemeter.local.exporter import SampleExporter, SyntheticCounters, account_ids
+from minutemeter.service.audit import audit_recent_months
 from minutemeter.service.collect import collect_source
+from minutemeter.service.delivery import deliver_entries
+from minutemeter.service.delivery_backfill import default_since, deliver_since
 from minutemeter.service.operations import check_health, source_document, status_document
 from minutemeter.service.reconcile import ReconcileRequest, reconcile
 from minutemeter.settings import Settings
 from tests.support.clock import FakeClock
+from tests.support.sinks import PROFILE, STRIPE, FakeSink
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -85,7 +89,10 @@ def _targets(operation: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, str 
                     yield table, (body.get("Item") or body.get("Key"))["pk"]["S"]
         return
     key = kwargs.get("Item") or kwargs.get("Key")
-    yield kwargs["TableName"], key["pk"]["S"] if key else None
+    if operation == "query":  # the partition its key condition names (`pk = :pk`)
+        key = {"pk": kwargs.get("ExpressionAttributeValues", {}).get(":pk")} \
+            if kwargs["KeyConditionExpression"].startswith("pk = :pk") else None
+    yield kwargs["TableName"], key["pk"]["S"] if key and key["pk"] else None
 
 
 def _run_everything() -> dict[str, set[tuple[str, str, str | None]]]:
@@ -96,7 +103,8 @@ def _run_everything() -> dict[str, set[tuple[str, str, str | None]]]:
         calls: dict[str, set[tuple[str, str, str | None]]] = {}
         counters = SyntheticCounters(account_ids(2), T0, end=T0 + timedelta(minutes=40))
         with SampleExporter(counters) as exporter:
-            for function in ("CollectorFunction", "ApiFunction", "DriftCheckFunction"):
+            for function in ("CollectorFunction", "ApiFunction", "DriftCheckFunction",
+                             "AuditFunction", "SinkFunction"):
                 recorder = Recorder(raw)
                 session = boto3.session.Session(region_name="us-east-1")
                 app = bootstrap(Settings(ledger_table=LEDGER, state_table=STATE,
@@ -128,11 +136,38 @@ def _run_everything() -> dict[str, set[tuple[str, str, str | None]]]:
                                     T0 + timedelta(minutes=40))
                     status_document(app.state, T0 + timedelta(minutes=40))
                     check_health(app.state, app.ledger, app.settings, T0 + timedelta(minutes=40))
+                elif function == "AuditFunction":
+                    report = audit_recent_months(app.ledger, app.state.sources,
+                                                 T0 + timedelta(minutes=40))
+                    assert report.accounts_checked == 2 and report.differences == 0
+                elif function == "SinkFunction":
+                    _deliver_to_a_sink(app, raw, recording)
                 else:
                     app.state.verdicts.put_clock_verdict(ClockVerdict(T0, "ok", Decimal(1),
                                                                       Decimal(1), 3))
                 calls[function] = recorder.calls
     return calls
+
+
+def _deliver_to_a_sink(app: App, raw: Any, recording: Any) -> None:
+    """What functions/sink/app.py does: a stream batch (entries the collector wrote) and a
+    backfill, to a sink the operator registered, for accounts with billing customers."""
+    sources = app.state.sources
+    assert isinstance(sources, DynamoSourceStore)
+    sources.table.client = raw  # arranging the sink and the customers is the operator's
+    app.state.deliveries.put_sink(STRIPE)
+    accounts = account_ids(2)
+    for account in accounts:
+        app.state.profiles.put_profile(account, PROFILE, customer=f"cus_{account[:8]}")
+    sources.table.client = recording
+    sink = FakeSink(STRIPE, cast("FakeClock", app.clock))
+    assert app.state.deliveries.list_sinks() == [STRIPE]
+    entries = list(app.ledger.partition_entries("s1", accounts[0], since=T0,
+                                                until=T0 + timedelta(hours=1)))
+    assert deliver_entries(app.delivery_deps(), sink, [e for _, e in entries]).delivered > 0
+    report = deliver_since(app.delivery_deps(), app.ledger, app.state.sources, sink,
+                           default_since(app.clock.now()))
+    assert report.delivered > 0 and report.settled
 
 
 def _shifted(number: int, query: Any, document: dict[str, Any]) -> tuple[int, bytes]:
@@ -165,8 +200,10 @@ def _grants(resource: dict[str, Any]) -> list[tuple[str, str, list[str] | None]]
                 actions = actions if isinstance(actions, list) else [actions]
                 resources = statement["Resource"]
                 resources = resources if isinstance(resources, list) else [resources]
-                patterns = (statement.get("Condition", {}).get("ForAllValues:StringLike", {})
-                            .get("dynamodb:LeadingKeys"))
+                condition = statement.get("Condition", {})  # StringEquals: exact keys
+                patterns = (condition.get("ForAllValues:StringLike")
+                            or condition.get("ForAllValues:StringEquals") or {}).get(
+                                "dynamodb:LeadingKeys")
                 patterns = patterns if patterns is None or isinstance(patterns, list) \
                     else [patterns]
                 for action in actions:
@@ -176,7 +213,8 @@ def _grants(resource: dict[str, Any]) -> list[tuple[str, str, list[str] | None]]
     return grants
 
 
-@pytest.mark.parametrize("function", ["CollectorFunction", "ApiFunction", "DriftCheckFunction"])
+@pytest.mark.parametrize("function", ["CollectorFunction", "ApiFunction", "DriftCheckFunction",
+                                      "AuditFunction", "SinkFunction"])
 def test_every_call_the_code_makes_is_granted(
     function: str, recorded_calls: dict[str, set[tuple[str, str, str | None]]],
     template: dict[str, Any],

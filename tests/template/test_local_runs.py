@@ -18,7 +18,8 @@ from tests.template.tools import REPO, SAMCONFIG, TEMPLATE
 
 ENDPOINT = "AWS_ENDPOINT_URL_DYNAMODB"
 ENV_LOCAL = REPO / "events" / "env.local.json"
-FUNCTIONS = ("CollectorFunction", "DriftCheckFunction", "ApiFunction")
+FUNCTIONS = ("CollectorFunction", "DriftCheckFunction", "ApiFunction", "AuditFunction",
+             "SinkFunction")
 
 
 def _functions(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:

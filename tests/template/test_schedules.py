@@ -41,6 +41,11 @@ SOURCE_ID_CASES = {
 }
 
 
+# The schedules that are not a source's (each tested beside its function: test_drift_check.py,
+# the audit's and the sink backfill's in test_alarms.py / test_template.py).
+OTHER_SCHEDULES = {"DriftCheckSchedule", "AuditSchedule", "SinkBackfillSchedule"}
+
+
 def _schedules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The sources' schedules (the drift check's own schedule: test_drift_check.py)."""
     return {
@@ -48,14 +53,14 @@ def _schedules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for name, res in template["Resources"].items()
         if isinstance(res, dict)
         and res.get("Type") == "AWS::Scheduler::Schedule"
-        and name != "DriftCheckSchedule"
+        and name not in OTHER_SCHEDULES
     }
 
 
 def test_every_schedule_is_a_sources_or_the_drift_checks(expanded: dict[str, Any]) -> None:
     """No third kind of schedule hides from the tests behind `_schedules`' filter."""
     for name, res in expanded["Resources"].items():
-        if res.get("Type") == "AWS::Scheduler::Schedule" and name != "DriftCheckSchedule":
+        if res.get("Type") == "AWS::Scheduler::Schedule" and name not in OTHER_SCHEDULES:
             assert res["Properties"]["Target"]["Arn"] == COLLECTOR_ARN, name
 
 
@@ -341,7 +346,8 @@ def test_token_grants_stay_conditional_for_cloudformation(sam_template: dict[str
         if "Fn::If" in policy
     }
     assert set(conditional) == {
-        "HasExporterTokenSecrets", "HasExporterTokenParameters", "HasExporterTokenKmsKeys"
+        "HasExporterTokenSecrets", "HasExporterTokenParameters", "HasExporterTokenKmsKeys",
+        "HasPrometheusWorkspaces",  # aps:QueryMetrics, only with workspaces (issue 12)
     }
     for condition, (_, policy, otherwise) in conditional.items():
         assert otherwise == {"Ref": "AWS::NoValue"}, condition

@@ -34,6 +34,8 @@ COLLECTOR_SRC = REPO / "functions" / "collector"
 FUNCTIONS = {
     "CollectorFunction": "functions/collector",
     "DriftCheckFunction": "functions/drift_check",
+    "AuditFunction": "functions/audit",
+    "SinkFunction": "functions/sink",
 }
 
 # What the collector may do, per table. Changing a permission means changing this on purpose.
@@ -67,6 +69,10 @@ TOKEN_GRANTS = {
     ),
     "ExporterTokenKeysDecrypt": (
         "HasExporterTokenKmsKeys", "ExporterTokenKmsKeyArns", "kms:Decrypt"
+    ),
+    # not a token, but granted the same way: sigv4 Prometheus sources (issue 12)
+    "PrometheusWorkspacesQuery": (
+        "HasPrometheusWorkspaces", "PrometheusWorkspaceArns", "aps:QueryMetrics"
     ),
 }
 # Source ids with every character the CLI allows, for the Fn::ForEach expansion.
@@ -468,6 +474,48 @@ def test_collector_failures_go_to_the_dead_letter_queue(resources: dict[str, Any
         "Type": "SQS",
         "TargetArn": {"Fn::GetAtt": ["CollectorDeadLetterQueue", "Arn"]},
     }
+
+
+def test_sink_function_is_fed_by_the_ledger_stream(resources: dict[str, Any]) -> None:
+    """Issue 11: new entries only, partial batch failures, bisect, bounded retries and age, an
+    on-failure queue; the stream holds new images."""
+    stream = resources["LedgerTable"]["Properties"]["StreamSpecification"]
+    assert stream == {"StreamViewType": "NEW_IMAGE"}
+    mapping = resources["SinkStreamMapping"]["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["LedgerTable", "StreamArn"]}
+    assert mapping["FunctionName"] == {"Ref": "SinkFunction"}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 < mapping["MaximumRetryAttempts"] <= 10
+    assert 0 < mapping["MaximumRecordAgeInSeconds"] < 86_400  # before the stream drops it
+    assert mapping["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": ["SinkFailureQueue", "Arn"]}}}
+    (only,) = mapping["FilterCriteria"]["Filters"]
+    assert json.loads(only["Pattern"]) == {
+        "eventName": ["INSERT"], "dynamodb": {"NewImage": {"type": {"S": ["entry"]}}}}
+    schedule = resources["SinkBackfillSchedule"]["Properties"]["Target"]
+    assert schedule["Arn"] == {"Fn::GetAtt": ["SinkFunction", "Arn"]}
+    assert json.loads(schedule["Input"]) == {"backfill": True}
+
+
+def test_sink_policy_is_least_privilege(resources: dict[str, Any]) -> None:
+    """Items by partition (dynamodb:LeadingKeys), no Scan, no UpdateItem or DeleteItem, and the
+    API key secrets only those of the parameter."""
+    policies = resources["SinkFunction"]["Properties"]["Policies"]
+    statements = {s["Sid"]: s for s in policies[0]["Statement"]}
+    keys = {sid: s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            for sid, s in statements.items() if "Condition" in s}
+    assert keys == {"RegistriesRead": ["SINKS", "SOURCES"], "DeliveryRecordsReadWrite":
+                    ["DELIVERY#*"], "CustomersRead": ["PROFILE#*"],
+                    "LedgerRead": ["MONTH#*", "ENTRY#*"]}
+    actions = {a for s in statements.values() for a in as_list(s["Action"])}
+    assert not actions & {"dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    assert all("*" not in a for a in actions)
+    secrets = policies[1]["Fn::If"]
+    assert secrets[0] == "HasSinkApiKeySecrets"
+    (read,) = secrets[1]["Statement"]
+    assert (read["Action"], read["Resource"]) == ("secretsmanager:GetSecretValue",
+                                                  {"Ref": "SinkApiKeySecretArns"})
 
 
 def test_outputs(template: dict[str, Any]) -> None:

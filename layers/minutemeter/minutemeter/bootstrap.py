@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -16,10 +16,24 @@ from minutemeter.adapters.dynamo.state import dynamo_state_stores
 from minutemeter.adapters.dynamo.wire import CapacityMeter
 from minutemeter.adapters.exporter_http import HttpExporter, TokenLookup
 from minutemeter.adapters.exporter_reader import ExporterReader
+from minutemeter.adapters.prometheus_auth import Authenticator, SessionFactory, SigV4Signer
+from minutemeter.adapters.prometheus_http import PrometheusHttp
+from minutemeter.adapters.prometheus_reader import PrometheusReader
 from minutemeter.adapters.secrets import SecretTokenLookup
 from minutemeter.adapters.system import SystemClock
+from minutemeter.domain.delivery import SinkConfig, SinkKind
+from minutemeter.domain.errors import ConfigError, MinutemeterError
 from minutemeter.domain.model import SourceKind
-from minutemeter.ports import Clock, CounterReader, LedgerStore, SourceReaders, StateStores
+from minutemeter.ports import (
+    Budget,
+    Clock,
+    CounterReader,
+    LedgerStore,
+    Sink,
+    SourceReaders,
+    StateStores,
+)
+from minutemeter.service.delivery import DeliveryDeps
 from minutemeter.service.deps import BillingDeps
 from minutemeter.settings import Settings, load_settings
 from minutemeter.stack import StackOutputs, describe_stack, settings_for_stack
@@ -43,6 +57,11 @@ class App:
     ledger: LedgerStore
     state: StateStores
     readers: SourceReaders
+    sinks: SinkAdapters = field(default_factory=lambda: SinkAdapters({}))
+
+    def delivery_deps(self, budget: Budget | None = None) -> DeliveryDeps:
+        """What :mod:`minutemeter.service.delivery` takes; ``budget``: the run's time."""
+        return DeliveryDeps(self.state.deliveries, self.state.profiles, self.clock, budget)
 
     @property
     def billing_deps(self) -> BillingDeps:
@@ -56,12 +75,20 @@ class App:
 ReaderBuilder = Callable[[], CounterReader]
 
 
-def reader_builders(settings: Settings, tokens: TokenLookup) -> dict[SourceKind, ReaderBuilder]:
+def reader_builders(
+    settings: Settings, tokens: TokenLookup, session: SessionFactory = lambda: aws_session(),
+) -> dict[SourceKind, ReaderBuilder]:
     """The factory of source readers: how the adapter of each :class:`SourceKind` is built.
 
     A kind is read only if it has a builder here (else its runs fail with
-    ``SourceKindError``); adding a kind of source adds its line."""
+    ``SourceKindError``); adding a kind of source adds its line. ``session``: the boto3
+    session whose credentials and region sign SigV4 requests (made on first use)."""
     return {
+        SourceKind.PROMETHEUS: lambda: PrometheusReader(PrometheusHttp(
+            timeout_seconds=settings.http_timeout_seconds,
+            retries=settings.http_retries,
+            auth=Authenticator(tokens, SigV4Signer(session)),
+        )),
         SourceKind.EXPORTER: lambda: ExporterReader(HttpExporter(
             timeout_seconds=settings.http_timeout_seconds,
             retries=settings.http_retries,
@@ -88,6 +115,66 @@ class LazyReaders(Mapping[SourceKind, CounterReader]):
 
     def __len__(self) -> int:
         return len(self._builders)
+
+
+SinkBuilder = Callable[[SinkConfig], Sink]
+ApiKeyLookup = Callable[[SinkConfig], str]
+
+
+def sink_builders(api_keys: ApiKeyLookup) -> dict[SinkKind, SinkBuilder]:
+    """The factory of billing sinks: how the adapter of each :class:`SinkKind` is built from a
+    registered sink. The official clients are imported only when a sink of their kind is used
+    (a collector never loads them)."""
+
+    def stripe(config: SinkConfig) -> Sink:
+        from minutemeter.adapters.sinks.stripe_sink import StripeSink
+
+        return StripeSink(config, api_keys(config))
+
+    def lago(config: SinkConfig) -> Sink:
+        from minutemeter.adapters.sinks.lago_sink import LagoSink
+
+        return LagoSink(config, api_keys(config))
+
+    return {SinkKind.STRIPE: stripe, SinkKind.LAGO: lago}
+
+
+def sink_api_keys(tokens: SecretTokenLookup, environ: Mapping[str, str]) -> ApiKeyLookup:
+    """A sink's API key: the environment variable it names, or its Secrets Manager secret
+    (cached like exporter tokens). Never logged; errors name where the key was looked for."""
+
+    def api_key(sink: SinkConfig) -> str:
+        if sink.api_key_env:
+            value = environ.get(sink.api_key_env)
+            if not value:
+                raise ConfigError(f"sink {sink.name!r}: environment variable "
+                                  f"{sink.api_key_env} (its API key) is not set")
+            return value
+        if sink.api_key_secret:
+            return tokens.read(sink.api_key_secret, what=f"API key of sink {sink.name!r}",
+                               error=MinutemeterError)
+        raise ConfigError(f"sink {sink.name!r} names no API key (--api-key-secret or "
+                          "--api-key-env)")
+
+    return api_key
+
+
+class SinkAdapters:
+    """A registered sink -> its adapter, built by its kind's builder on first use and kept
+    while the sink's configuration stays the same (one client per sink and process)."""
+
+    def __init__(self, builders: Mapping[SinkKind, SinkBuilder]) -> None:
+        self._builders = dict(builders)
+        self._built: dict[str, Sink] = {}
+
+    def __call__(self, config: SinkConfig) -> Sink:
+        built = self._built.get(config.name)
+        if built is None or built.config != config:
+            builder = self._builders.get(config.kind)
+            if builder is None:
+                raise ConfigError(f"sink {config.name!r}: no adapter for kind {config.kind}")
+            built = self._built[config.name] = builder(config)
+        return built
 
 
 def region_from(environ: Mapping[str, str]) -> str | None:
@@ -129,13 +216,15 @@ def bootstrap(
     readers: Mapping[SourceKind, CounterReader] | None = None,
     session: boto3.session.Session | None = None,
     stack: StackOutputs | None = None,
+    sinks: Mapping[SinkKind, SinkBuilder] | None = None,
 ) -> App:
     """Wire the application. Explicit arguments beat the environment, which beats defaults.
 
     The region comes from ``AWS_REGION`` or ``AWS_DEFAULT_REGION``; boto3 resolves credentials
     and ``AWS_ENDPOINT_URL_DYNAMODB`` itself. With ``stack``, its table names replace the
     defaults (an explicitly set ``MINUTEMETER_*_TABLE`` still wins). ``readers`` replace the
-    factory's (:func:`reader_builders`) for the kinds they name (a fake, a tuned client).
+    factory's (:func:`reader_builders`) for the kinds they name (a fake, a tuned client);
+    ``sinks`` likewise replace :func:`sink_builders`' builders.
     """
     settings = settings or load_settings(os.environ)
     if stack is not None:
@@ -159,9 +248,11 @@ def bootstrap(
         ledger=DynamoLedgerStore(DynamoTable(dynamodb, settings.ledger_table, meter)),
         state=dynamo_state_stores(DynamoTable(dynamodb, settings.state_table, meter)),
         readers=LazyReaders({
-            **reader_builders(settings, tokens),
+            **reader_builders(settings, tokens, lambda: session),
             **{kind: _given(reader) for kind, reader in (readers or {}).items()},
         }),
+        sinks=SinkAdapters({**sink_builders(sink_api_keys(tokens, os.environ)),
+                            **(sinks or {})}),
     )
 
 

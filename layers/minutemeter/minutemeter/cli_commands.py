@@ -26,19 +26,20 @@ from minutemeter.domain.model import (
     ClockGuardAction,
     JobStatus,
     ResetPolicy,
+    SourceAuth,
     SourceKind,
 )
 from minutemeter.domain.money import check_profile, parse_decimal
 from minutemeter.domain.registry import SourceUnreadableError
 from minutemeter.domain.timeutil import parse_rfc3339
 from minutemeter.domain.validation import is_account_id
-from minutemeter.ports import LedgerFilter
-from minutemeter.presenters import entry_to_json, job_to_dict, source_to_json, status_table
+from minutemeter.presenters import job_to_dict, source_to_json, status_table
 from minutemeter.progress import ProgressBar
 from minutemeter.remote import reconcile_until_done
 from minutemeter.service.collect import collect_source
 from minutemeter.service.operations import source_document, source_documents
 from minutemeter.service.reconcile import ReconcileRequest, reconcile
+from minutemeter.service.sinks import check_customer
 from minutemeter.service.sources import SourceChanges, put_source
 
 log = logging.getLogger("minutemeter.cli")
@@ -65,6 +66,10 @@ def cmd_sources_put(app: App, args: argparse.Namespace) -> int:
         clock_tolerance_seconds=args.clock_tolerance,
         clock_guard=ClockGuardAction(args.clock_guard) if args.clock_guard else None,
         clock_margin_ms=args.clock_margin_ms,
+        selector=args.selector,
+        account_label=args.account_label,
+        node_label=args.node_label,
+        auth=SourceAuth(args.auth) if args.auth else None,
     )
     source = put_source(app.state.sources, app.state.sync, args.source_id, changes,
                         app.clock.now())
@@ -151,23 +156,6 @@ def reconcile_remote(runtime: Runtime, args: argparse.Namespace, url: str) -> in
     return RECONCILE_EXIT.get(str(document.get("status")), EXIT_ERROR)
 
 
-def cmd_ledger_export(app: App, args: argparse.Namespace) -> int:
-    selection = LedgerFilter(
-        source_id=args.source,
-        account_id=args.account.lower() if args.account else None,
-        since=parse_rfc3339(args.since, what="--since") if args.since else None,
-        until=parse_rfc3339(args.until, what="--until") if args.until else None,
-    )
-    if selection.since and selection.until and selection.since >= selection.until:
-        raise InputError("--since must be before --until")
-    count = 0
-    for entry in app.ledger.export(selection):
-        emit_line(entry_to_json(entry))
-        count += 1
-    log.info("exported %d ledger entries", count)
-    return EXIT_OK
-
-
 def cmd_status(app: App, args: argparse.Namespace) -> int:
     now = app.clock.now()
     if args.source_id:  # SourceUnreadableError: exit 1, saying how to repair it
@@ -201,6 +189,8 @@ def cmd_profiles_put(app: App, args: argparse.Namespace) -> int:
     ))
     if not is_account_id(args.account_id):
         raise InputError(f"account id must be a UUID, got {args.account_id[:40]!r}")
-    app.state.profiles.put_profile(args.account_id.lower(), profile)
-    emit({"account_id": args.account_id.lower(), **vars(profile)})
+    customer = check_customer(args.customer)
+    app.state.profiles.put_profile(args.account_id.lower(), profile, customer=customer)
+    emit({"account_id": args.account_id.lower(), **vars(profile),
+          **({"customer": customer} if customer is not None else {})})
     return EXIT_OK

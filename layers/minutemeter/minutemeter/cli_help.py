@@ -24,7 +24,8 @@ EXIT_STATUSES = (
     (EXIT_ERROR, "error; an AWS or network failure is one line on stderr that names what to fix "
         "(-v adds the traceback)"),
     (EXIT_USAGE, "bad arguments or settings"),
-    (EXIT_PARTIAL, "partial: collect quarantined samples (`minutemeter quarantine list ID`)"),
+    (EXIT_PARTIAL, "partial: collect quarantined samples (`minutemeter quarantine list ID`); "
+        "sink deliver left entries undelivered (run it again later)"),
     (EXIT_LEASE_HELD, "skipped or busy: another runner holds the source's lease, or the source "
         "is disabled"),
     (EXIT_DIFFERENCES, "reconcile --dry-run found differences"),

@@ -9,7 +9,8 @@ from typing import Any, NoReturn
 
 from minutemeter import __version__
 from minutemeter.cli_help import COLLECTOR_TIMEOUT_SECONDS, EXIT_USAGE, MAX_TIMEOUT_SECONDS, epilog
-from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceKind
+from minutemeter.domain.delivery import SinkKind, SinkValue
+from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceAuth, SourceKind
 from minutemeter.stack import ENV_STACK
 
 DEV_PORT = 9000
@@ -94,9 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("source_id", metavar="ID", help="the source id (letters, digits, - _ .)")
     put.add_argument("--kind", choices=[k.value for k in SourceKind],
                      help="how the source is read: exporter, the window API (the default for "
-                          "a new source); a source that has billed keeps its kind")
-    put.add_argument("--url", help="exporter base URL (required for a new source)")
-    put.add_argument("--node-id", help="expected node_id (default: learned and then enforced)")
+                          "a new source), or prometheus, the raw samples of --selector from "
+                          "the Prometheus HTTP API; a source that has billed keeps its kind")
+    put.add_argument("--url", help="exporter (or Prometheus API) base URL (required for a new "
+                     "source)")
+    node = put.add_mutually_exclusive_group()
+    node.add_argument("--node-id", help="expected node_id (default: learned and then enforced; "
+                      "prometheus without --node-label: the node every series belongs to, "
+                      "default the source id)")
+    node.add_argument("--node-label", metavar="LABEL",
+                      help="prometheus: the label whose value is the series' node (one node "
+                           "per source: learned, then enforced)")
+    put.add_argument("--selector", metavar="SERIES_SELECTOR",
+                     help="prometheus: the series selector of the cumulative byte counters, "
+                          "e.g. 'minio_bucket_traffic_received_bytes{job=\"minio\"}'")
+    put.add_argument("--account-label", metavar="LABEL",
+                     help="prometheus: the label whose value is the account UUID")
+    put.add_argument("--auth", choices=[a.value for a in SourceAuth],
+                     help="prometheus: none, bearer (the token --token-secret names; implied "
+                          "by --token-secret) or sigv4 (Amazon Managed Service for Prometheus, "
+                          "service aps, standard AWS credentials and region)")
     put.add_argument("--env", help="expected env (default: learned and then enforced)")
     put.add_argument("--start", help="RFC 3339 between 2000-01-01 and 9000-01-01; nothing "
                      "before it is billed (default: now)")
@@ -179,12 +197,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     ledger = command(commands, "ledger", "the ledger")
     export = command(_commands(ledger, "action", "action"), "export",
-                     "ledger entries as JSON Lines")
+                     "ledger entries as JSON Lines or CSV, by source or account with Query "
+                     "(a table Scan only with --all or without either)")
     export.add_argument("--source", metavar="ID", help="only this source's entries")
     export.add_argument("--account", metavar="UUID", help="only this account's entries")
-    export.add_argument("--since", metavar="T", help="only minutes at or after T (RFC 3339)")
+    export.add_argument("--all", action="store_true",
+                        help="every entry, with a table Scan (instead of --source/--account)")
+    export.add_argument("--month", metavar="YYYY-MM", help="only minutes in this UTC month")
+    export.add_argument("--since", metavar="T", help="only minutes at or after T (RFC 3339; "
+                        "default with --source/--account: the sources' earliest start)")
     export.add_argument("--until", metavar="T", help="only minutes before T (RFC 3339)")
-    export.set_defaults(handler=_tables("cmd_ledger_export"))
+    export.add_argument("--after", metavar="CURSOR",
+                        help="resume after the entry a cursor names (the export prints one on "
+                             "stderr as it goes and at the end)")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl",
+                        help="JSON Lines (default) or CSV with a header")
+    export.set_defaults(handler=_statements("cmd_ledger_export"))
 
     status = command(commands, "status", "last job results and source health")
     status.add_argument("source_id", metavar="ID", nargs="?",
@@ -217,7 +245,45 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(default 1)")
     profile_put.add_argument("--pricing-version", required=True, metavar="V",
                              help="recorded on every entry it prices, 1-100 characters")
+    profile_put.add_argument("--customer", metavar="EXTERNAL_ID",
+                             help="the account in the billing system: Stripe customer id or "
+                                  "Lago external subscription id (default: keep the one set)")
     profile_put.set_defaults(handler=_tables("cmd_profiles_put"))
+
+    sinks_cmd = _commands(command(commands, "sinks", "billing sinks (Stripe, Lago)"), "action",
+                          "action")
+    sink_put = command(sinks_cmd, "put", "register (or replace) a billing sink")
+    sink_put.add_argument("name", metavar="NAME", help="the sink's name (letters, digits, - _ .)")
+    sink_put.add_argument("--kind", required=True, choices=[k.value for k in SinkKind],
+                          help="the billing system: stripe (meter events) or lago (events)")
+    sink_put.add_argument("--url", required=True, metavar="API_BASE",
+                          help="the API base the official client is pointed at, e.g. "
+                               "https://api.stripe.com")
+    sink_put.add_argument("--meter", required=True, metavar="NAME_OR_CODE",
+                          help="Stripe: the meter's event name; Lago: the billable metric code")
+    sink_put.add_argument("--value", required=True, choices=[v.value for v in SinkValue],
+                          help="billable: bytes after the included quota (minutemeter's free "
+                               "tier); bytes: every byte (the billing system's free tier)")
+    key = sink_put.add_mutually_exclusive_group(required=True)
+    key.add_argument("--api-key-secret", metavar="ARN",
+                     help="the Secrets Manager secret holding the API key")
+    key.add_argument("--api-key-env", metavar="VAR",
+                     help="the environment variable holding the API key (CLI and local runs)")
+    sink_put.set_defaults(handler=Command("minutemeter.cli_sinks", "cmd_sinks_put",
+                                          with_app=True))
+    command(sinks_cmd, "list", "the registered sinks (JSON Lines)").set_defaults(
+        handler=Command("minutemeter.cli_sinks", "cmd_sinks_list", with_app=True))
+    sink_cmd = _commands(command(commands, "sink", "delivery to billing sinks"), "action",
+                         "action")
+    deliver = command(sink_cmd, "deliver", "deliver every ledger entry not yet delivered, each "
+                      "exactly once (exit 3: some still undelivered, run again later)")
+    deliver.add_argument("name", metavar="NAME", nargs="?",
+                         help="a registered sink (default: every sink)")
+    deliver.add_argument("--since", metavar="T",
+                         help="entries whose minute is at or after T (RFC 3339; default: the "
+                              "first day of the previous UTC month)")
+    deliver.set_defaults(handler=Command("minutemeter.cli_sinks", "cmd_sink_deliver",
+                                         with_app=True))
 
     dev = command(commands, "dev", "local development helpers (no AWS)")
     sample = command(_commands(dev, "action", "action"), "exporter",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minutemeter.domain.model import JobResult, JobStatus
+from minutemeter.service.audit import RecentAudit
 from minutemeter.service.drift import DriftReport
 
 NAMESPACE = "Minutemeter"
@@ -101,3 +102,18 @@ def drift_metrics(report: DriftReport) -> list[MetricPoint]:
     if report.link_local_reachable is not None:
         values["LinkLocalReachable"] = 1 if report.link_local_reachable else 0
     return [MetricPoint(name, DRIFT_METRICS[name], float(v)) for name, v in values.items()]
+
+
+# The daily audit's metrics: no SourceId (it checks every account), one document per run.
+AUDIT_METRICS: dict[str, str] = {
+    "AuditDifferences": "Count",  # account-months that differ (confirmed by a second audit)
+    "AuditAccountsChecked": "Count",
+    "AuditHeartbeat": "Count",
+}
+
+
+def audit_metrics(report: RecentAudit) -> list[MetricPoint]:
+    """A daily audit's metrics: the months so far and just closed, together."""
+    values = {"AuditDifferences": report.differences,
+              "AuditAccountsChecked": report.accounts_checked, "AuditHeartbeat": 1}
+    return [MetricPoint(name, AUDIT_METRICS[name], float(v)) for name, v in values.items()]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from minutemeter.domain.delivery import DeliveryEvent, SendResult, SinkConfig
 from minutemeter.domain.marks import Marks
 from minutemeter.domain.model import (
     BillingProfile,
@@ -186,6 +187,15 @@ class LedgerStore(Protocol):
     def month_entries(self, source_id: str, account_id: str, month: str) -> Iterator[LedgerEntry]:
         """The entries of one source and account whose minute lies in ``month``."""
 
+    def partition_entries(
+        self, source_id: str, account_id: str, *, since: datetime, until: datetime,
+        after: str | None = None,
+    ) -> Iterator[tuple[str, LedgerEntry]]:
+        """The entries of one source and account whose minute lies in ``[since, until)``, in
+        key order, each with its key: an opaque string that grows along that order (the sort
+        key of its item). With ``after``, only the entries whose key is greater. One Query,
+        read page by page as the caller iterates (``ledger export`` resumes from a key)."""
+
     def existing_buckets(
         self, refs: Sequence[BucketRef], *, consistent: bool = True
     ) -> set[BucketRef]:
@@ -335,8 +345,15 @@ class ProfileStore(Protocol):
         """The stored profiles of ``account_ids``, by account id; an account without one is
         absent (the caller applies the default profile)."""
 
-    def put_profile(self, account_id: str, profile: BillingProfile) -> None:
-        """Create or replace the account's profile."""
+    def put_profile(
+        self, account_id: str, profile: BillingProfile, *, customer: str | None = None
+    ) -> None:
+        """Create or replace the account's profile; set its billing ``customer`` (the account's
+        id in the billing system) when given, else keep the one it has."""
+
+    def get_customers(self, account_ids: Iterable[str]) -> Mapping[str, str]:
+        """The billing customer of each of ``account_ids`` that has one, by account id (not in
+        :class:`BillingProfile`: every ledger entry copies that, and must stay small)."""
 
 
 class RecordStore(Protocol):
@@ -392,6 +409,67 @@ class ClockVerdictStore(Protocol):
         """The latest drift verdict, or None if no drift check has run."""
 
 
+class Sink(Protocol):
+    """One billing system (one registered sink), through its official client."""
+
+    config: SinkConfig
+
+    @property
+    def dedup_window(self) -> timedelta | None:
+        """How long the system drops a resend of an id it already has (Stripe: 24 hours);
+        None when it always does (Lago's ``transaction_id``)."""
+
+    def send(self, events: Sequence[DeliveryEvent]) -> list[SendResult]:
+        """Send ``events``; one result per event, in order. Never raises for an answer of the
+        system (that is a result); raises only for a fault of the caller's making."""
+
+    def lookup(self, event: DeliveryEvent) -> bool | None:
+        """Whether the system has the event (Lago answers by ``transaction_id``); None when
+        the system cannot be asked about one event (Stripe)."""
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """What is known of one entry's delivery to one sink. ``status``: ``sending`` (claimed,
+    outcome not yet known), ``delivered``, ``rejected`` (never taken; reported) or ``unknown``
+    (may have been taken, outside the dedup window: reported for reconcile, never resent).
+    ``maybe_sent_at`` is the first moment an attempt may have reached the system (None while
+    every attempt is known not to have); ``attempts`` fences concurrent senders."""
+
+    sink: str
+    ledger_id: str
+    status: str
+    attempts: int
+    first_attempt_at: datetime
+    maybe_sent_at: datetime | None = None
+    detail: str = ""
+
+
+class DeliveryStore(Protocol):
+    """Sinks and delivery records (state table)."""
+
+    def put_sink(self, sink: SinkConfig) -> None:
+        """Create or replace a sink."""
+
+    def get_sink(self, name: str) -> SinkConfig:
+        """The sink called ``name``; raises ``UnknownSinkError`` if there is none."""
+
+    def list_sinks(self) -> list[SinkConfig]:
+        """Every registered sink, by name."""
+
+    def get_records(self, sink: str, ledger_ids: Iterable[str]) -> Mapping[str, DeliveryRecord]:
+        """The delivery records of ``ledger_ids`` that exist, by ledger id."""
+
+    def claim(self, record: DeliveryRecord, *, expected_attempts: int | None) -> bool:
+        """Write ``record`` (status ``sending``; ``rejected`` for an entry refused before any
+        attempt) if the stored one is still ``sending`` with ``expected_attempts`` attempts
+        (None: if there is none); False when another sender got there first."""
+
+    def settle(self, record: DeliveryRecord) -> None:
+        """Store the outcome of the attempt ``record.attempts`` (delivered, rejected, unknown,
+        or back to sending with ``maybe_sent_at`` restored after a certain refusal)."""
+
+
 @dataclass(frozen=True)
 class StateStores:
     """Every store of the state table, as the composition root wires them (one adapter each,
@@ -404,3 +482,4 @@ class StateStores:
     records: RecordStore
     reconciles: ReconcileStore
     verdicts: ClockVerdictStore
+    deliveries: DeliveryStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from minutemeter.domain.model import JobResult, LedgerEntry, SourceConfig
+from minutemeter.domain.model import JobResult, LedgerEntry, SourceAuth, SourceConfig, SourceKind
 from minutemeter.domain.timeutil import format_instant, format_second
 from minutemeter.json_values import decimal_text, to_json
 
@@ -57,10 +57,18 @@ def _correction_json(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
+PROMETHEUS_FIELDS = ("selector", "account_label", "node_label", "auth")
+
+
 def source_to_json(source: SourceConfig) -> dict[str, Any]:
     """A source's configuration (``start`` to the second, enums by value); ``token_secret`` is
-    a reference, never a token."""
+    a reference, never a token. The options of the ``prometheus`` kind (``selector``,
+    ``account_label``, ``node_label``, ``auth``) are shown for sources of that kind only."""
     shown: dict[str, Any] = to_json(source, times="second")
+    if source.kind is not SourceKind.PROMETHEUS and source.auth is SourceAuth.NONE:
+        for name in PROMETHEUS_FIELDS:
+            if shown.get(name) in (None, SourceAuth.NONE.value):
+                del shown[name]
     return shown
 
 

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvi
 from aws_lambda_powertools.utilities.parameters.base import BaseProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-from minutemeter.domain.errors import ConfigError, ExporterError
+from minutemeter.domain.errors import ConfigError, ExporterError, MinutemeterError
 from minutemeter.domain.model import SourceConfig
 from minutemeter.domain.references import REFERENCE_HELP, classify_reference
 
@@ -58,6 +58,12 @@ class SecretTokenLookup:
         reference = source.token_secret
         if not reference:
             return None
+        return self.read(reference, what="exporter token", error=ExporterError)
+
+    def read(self, reference: str, *, what: str,
+             error: type[MinutemeterError] = ExporterError) -> str:
+        """The string ``reference`` names (a Secrets Manager ARN or an SSM reference); a read
+        that fails raises ``error`` naming ``what`` and the reference, never the value."""
         service, name = classify_reference(reference)
         with self._lock:  # providers and their caches are not thread-safe
             provider = self._provider(service)
@@ -67,9 +73,10 @@ class SecretTokenLookup:
                 else:
                     value = provider.get(name, max_age=self._max_age)
             except GetParameterError as exc:
-                raise ExporterError(f"cannot read the exporter token {reference}: {exc}") from exc
+                raise error(f"cannot read the {what} {reference}: {exc}") from exc
         if isinstance(value, bytes):
-            raise ConfigError(f"secret {reference} holds binary data; store the token as a string")
+            raise ConfigError(f"secret {reference} holds binary data; store the {what} as a "
+                              "string")
         return str(value)
 
     def _provider(self, service: str) -> BaseProvider:

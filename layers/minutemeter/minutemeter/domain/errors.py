@@ -81,3 +81,11 @@ class LeaseLostError(MinutemeterError):
         super().__init__(f"{text}: {detail}" if detail else text)
         self.source_id = source_id
         self.token = token
+
+
+class UnknownSinkError(InputError):
+    """No billing sink with this name is registered (a bad argument: exit 2)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"sink {name!r} is not registered")
+        self.name = name

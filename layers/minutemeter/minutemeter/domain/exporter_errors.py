@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from minutemeter.domain.errors import ConfigError, SourceProtocolError
+from minutemeter.domain.errors import ConfigError, ExporterError, SourceProtocolError
 from minutemeter.domain.timeutil import format_second
 
 
@@ -40,3 +40,20 @@ class SourceKindError(ConfigError):
         )
         self.source_id = source_id
         self.kind = kind
+
+
+class WindowNotReadyError(ExporterError):
+    """The source has not ingested up to the window's end yet (a Prometheus source whose newest
+    sample of the selector is older than ``until``, aware UTC): billing the window now could
+    miss samples that are still on their way, so the run bills up to the window before it and
+    stops. ``newest`` is the newest sample seen, or ``None`` when there is none."""
+
+    def __init__(self, source_id: str, until: datetime, newest: datetime | None) -> None:
+        seen = "no recent sample" if newest is None else f"the newest at {format_second(newest)}"
+        super().__init__(
+            f"source {source_id!r} has not ingested up to {format_second(until)} yet ({seen}): "
+            "that window is not billed yet"
+        )
+        self.source_id = source_id
+        self.until = until
+        self.newest = newest

@@ -31,6 +31,14 @@ def mark_key(source_id: str, node_id: str) -> str:
     return f"{len(source_id)}:{source_id}{node_id}"
 
 
+def mark_source(key: str) -> str | None:
+    """The source id of a :func:`mark_key`; ``None`` for a key not in that form."""
+    length, colon, rest = key.partition(":")
+    if not (colon and length.isdigit() and 0 < int(length) <= len(rest)):
+        return None
+    return rest[: int(length)]
+
+
 def may_exist(marks: Marks | None, source_id: str, item: MinuteUsage | CorrectionSpec) -> bool:
     """Whether ``item``'s entry may already be written (False only when the marks prove not)."""
     if marks is None or isinstance(item, CorrectionSpec):

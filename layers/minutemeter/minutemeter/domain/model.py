@@ -28,6 +28,17 @@ class SourceKind(StrEnum):
     """How a source's counters are read. Each kind has one adapter, picked in ``bootstrap``."""
 
     EXPORTER = "exporter"  # our window API (``../shared/spec/exporter-api.md``) over HTTP
+    PROMETHEUS = "prometheus"  # raw samples of a series selector, Prometheus HTTP API
+
+
+class SourceAuth(StrEnum):
+    """How requests to a source are authenticated. ``bearer``: the token ``token_secret``
+    names; ``sigv4``: AWS Signature V4 for service ``aps`` (Amazon Managed Service for
+    Prometheus) with the standard AWS credentials and region."""
+
+    NONE = "none"
+    BEARER = "bearer"
+    SIGV4 = "sigv4"
 
 
 class ClockGuardAction(StrEnum):
@@ -78,6 +89,11 @@ class SourceConfig:
     clock_guard: ClockGuardAction = ClockGuardAction.WIDEN
     clock_margin_ms: int = 1000
     kind: SourceKind = SourceKind.EXPORTER
+    # kind ``prometheus`` only: the series selector, the labels naming account and node
+    selector: str | None = None
+    account_label: str | None = None
+    node_label: str | None = None
+    auth: SourceAuth = SourceAuth.NONE
 
 
 @dataclass(frozen=True)

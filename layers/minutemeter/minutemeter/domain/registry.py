@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from minutemeter.domain.errors import MinutemeterError
-from minutemeter.domain.model import SourceConfig
+from minutemeter.domain.model import SourceConfig, SourceKind
 from minutemeter.domain.text import shorten
 
 EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
@@ -71,4 +71,6 @@ def operability_problem(source: SourceConfig) -> str | None:
             return f"{name} {shorten(str(value), 24)} is outside 0-{MAX_OPERABLE_SECONDS} s"
     if source.max_window_seconds < 60 or source.lease_seconds < 1:
         return "max_window_seconds under 60 or lease_seconds under 1"
+    if source.kind is SourceKind.PROMETHEUS and not (source.selector and source.account_label):
+        return "a prometheus source without selector or account_label"
     return None

@@ -27,6 +27,12 @@ class SampleRules:
     max_counter: int
 
 
+# Why a reader found a sample's value unreadable, in the sample's ``unreadable`` field (a
+# Prometheus float that is not an exact byte count); any other text there is ignored.
+READER_VALUE_REASONS = frozenset({
+    "value_not_integral", "value_nan", "value_infinite", "value_above_2_53",
+})
+
 MAX_QUARANTINE_RECORDS = 1000  # kept one by one per result; past it, counted per reason
 
 
@@ -142,6 +148,9 @@ def _check_sample(
     if not isinstance(account, str) or _UUID.fullmatch(account) is None:
         return "account_id_invalid", None
     account_id = account.lower()
+    declared = raw.get("unreadable")
+    if isinstance(declared, str) and declared in READER_VALUE_REASONS:
+        return declared, None
     total = raw.get("total_bytes")
     if isinstance(total, bool) or not isinstance(total, int):
         return "total_bytes_not_integer", None

@@ -26,7 +26,9 @@ from minutemeter.adapters.system import SystemClock
 from minutemeter.bootstrap import App, bootstrap
 from minutemeter.cli import main as cli
 from minutemeter.domain.model import LedgerEntry
+from minutemeter.local import prometheus_demo
 from minutemeter.local.ddb import LOCAL_CREDENTIALS, REPO_ROOT, DynamoDBLocal
+from minutemeter.local.demo_billing import statements_and_delivery
 from minutemeter.local.exporter import SampleExporter, SyntheticCounters, account_ids
 from minutemeter.local.ntp_responder import NtpResponder
 from minutemeter.local.truth import expected_usage
@@ -121,9 +123,13 @@ def main() -> int:
         say(f"\nledger: {len(entries)} account-minutes up to {mark:%H:%M} UTC; "
             f"every minute equals the exporter's counter increases: {'yes' if matches else 'NO'}")
         _reconcile(app, exp, accounts[0], mark)
+        prometheus_matches = prometheus_demo.run(app, say, clock.now())  # None: not installed
         say("\nminutemeter status --table")
         _run_cli(app, "status", "--table", show=True)
-        return 0 if matches else 1
+        everything = list(app.ledger.export(LedgerFilter()))  # every source: a scan (a demo)
+        accounts_billed = sorted({e.usage.account_id for e in everything})
+        delivered = statements_and_delivery(app, everything, accounts_billed, say)
+        return 0 if matches and delivered and prometheus_matches is not False else 1
 
 
 def _drift_check(app: App) -> None:

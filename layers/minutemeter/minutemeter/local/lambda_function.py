@@ -27,6 +27,7 @@ FUNCTIONS = {
     "collector": "CollectorFunction",
     "drift_check": "DriftCheckFunction",
     "api": "ApiFunction",
+    "audit": "AuditFunction",
 }
 ACCOUNT = "123456789012"
 REGION = LOCAL_CREDENTIALS["AWS_REGION"]

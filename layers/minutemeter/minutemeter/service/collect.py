@@ -21,7 +21,7 @@ from minutemeter.domain.errors import (
     MinutemeterError,
     SourceNotFoundError,
 )
-from minutemeter.domain.exporter_errors import BodyTooLargeError
+from minutemeter.domain.exporter_errors import BodyTooLargeError, WindowNotReadyError
 from minutemeter.domain.health import HealthStatus, assess, record_run
 from minutemeter.domain.identity import identity_change
 from minutemeter.domain.ids import content_digest
@@ -183,6 +183,9 @@ def _run(
         except DeadlineError as exc:
             if job.completed_until is None or job.completed_until <= window.since:
                 raise
+            job.notes.append(str(exc))
+            break
+        except WindowNotReadyError as exc:  # not a failure: billed once the source has it
             job.notes.append(str(exc))
             break
         last_chunk_seconds = deps.clock.monotonic() - started

@@ -13,10 +13,12 @@ from minutemeter.domain.errors import ConfigError, InputError, SourceNotFoundErr
 from minutemeter.domain.model import (
     ClockGuardAction,
     ResetPolicy,
+    SourceAuth,
     SourceConfig,
     SourceKind,
     SyncState,
 )
+from minutemeter.domain.promql import check_label_name, check_selector
 from minutemeter.domain.references import classify_reference
 from minutemeter.domain.registry import (
     EARLIEST_START,
@@ -34,6 +36,15 @@ logger = logging.getLogger(__name__)
 
 _SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 MAX_URL_LENGTH = 2048
+# What a new source of a kind gets unless the operator says otherwise. Prometheus: a lag of
+# two scrape intervals at Prometheus' default ``scrape_interval`` of 1 m (a sample is
+# stamped when its scrape starts and visible once the scrape is appended; remote-write stores
+# add their delay, which the reader's readiness check covers), and counters that count from
+# zero after a restart, as Prometheus' own rate() treats them.
+KIND_DEFAULTS: dict[SourceKind, dict[str, object]] = {
+    SourceKind.PROMETHEUS: {"lag_seconds": 120, "reset_policy": ResetPolicy.FROM_ZERO},
+}
+PROMETHEUS_ONLY = ("selector", "account_label", "node_label")
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,10 @@ class SourceChanges:
     clock_guard: ClockGuardAction | None = None
     clock_margin_ms: int | None = None
     kind: SourceKind | None = None
+    selector: str | None = None
+    account_label: str | None = None
+    node_label: str | None = None
+    auth: SourceAuth | None = None
 
 
 def put_source(
@@ -82,6 +97,7 @@ def put_source(
         logger.warning("replacing an unreadable source record",
                        extra={"source_id": source_id, "reason": exc.reason})
         current = None
+    created = current is None
     if current is None:
         if changes.url is None:
             raise InputError("a new source needs --url")
@@ -89,14 +105,32 @@ def put_source(
     updates = {k: v for k, v in vars(changes).items() if v is not None}
     if "start" in updates:
         updates["start"] = _ceil_minute(updates["start"])
+    kind = changes.kind or current.kind
+    if created or kind is not current.kind:  # the kind's defaults, unless given
+        updates = {**KIND_DEFAULTS.get(kind, {}), **updates}
+    if (kind is SourceKind.PROMETHEUS and changes.token_secret and changes.auth is None
+            and current.auth is SourceAuth.NONE):
+        updates["auth"] = SourceAuth.BEARER  # a token is sent as a bearer token
+    _check_kind_options(kind, changes)
     source = replace(current, **updates)
     validate_source(source)
+    if source.kind is not current.kind:  # first: a new kind brings its own defaults
+        _check_kind_change(sync, current, source)
     if source.reset_policy is not current.reset_policy:
         _check_policy_change(sync, current, source)
-    if source.kind is not current.kind:
-        _check_kind_change(sync, current, source)
     sources.put_source(source)
     return source
+
+
+def _check_kind_options(kind: SourceKind, changes: SourceChanges) -> None:
+    """Options of the ``prometheus`` kind given for another kind are a mistake, not ignored."""
+    if kind is SourceKind.PROMETHEUS:
+        return
+    for name in PROMETHEUS_ONLY:
+        if getattr(changes, name) is not None:
+            raise InputError(f"--{name.replace('_', '-')} is an option of --kind prometheus")
+    if changes.auth is SourceAuth.SIGV4:
+        raise InputError("--auth sigv4 is an option of --kind prometheus")
 
 
 def _check_policy_change(sync: SyncStore, current: SourceConfig, source: SourceConfig) -> None:
@@ -203,6 +237,24 @@ def validate_source(source: SourceConfig) -> None:
             classify_reference(source.token_secret)
         except ConfigError as exc:
             raise InputError(f"--token-secret: {exc}") from exc
+    if source.auth is SourceAuth.BEARER and not source.token_secret:
+        raise InputError("--auth bearer needs --token-secret (where the token is kept)")
+    if source.auth is SourceAuth.SIGV4 and source.token_secret:
+        raise InputError("--auth sigv4 signs with AWS credentials; drop --token-secret")
+    if source.kind is SourceKind.PROMETHEUS:
+        validate_prometheus(source)
+
+
+def validate_prometheus(source: SourceConfig) -> None:
+    """Raise :class:`InputError` unless a ``prometheus`` source names what to read."""
+    if source.selector is None or source.account_label is None:
+        raise InputError("--kind prometheus needs --selector and --account-label")
+    check_selector(source.selector)
+    check_label_name(source.account_label, "--account-label")
+    if source.node_label is not None:
+        check_label_name(source.node_label, "--node-label")
+        if source.node_label == source.account_label:
+            raise InputError("--node-label and --account-label must be different labels")
 
 
 @runtime_checkable

@@ -127,14 +127,18 @@ class DynamoTable:
     def update(
         self, key: Mapping[str, Any], expression: str, *, condition: str | None = None,
         values: Mapping[str, Any] | None = None, return_new: bool = False,
+        names: Mapping[str, str] | None = None,
     ) -> Outcome:
         """UpdateItem of ``key`` with the update ``expression``; ``Outcome.ok`` is false if
         ``condition`` failed. With ``return_new`` (``ReturnValues=ALL_NEW``) the outcome of a
-        success carries the item as written."""
+        success carries the item as written. ``names``: expression attribute names (``#type``
+        for a reserved word)."""
         request: UpdateItemInputTypeDef = {
             "TableName": self.name, "Key": to_wire(key), "UpdateExpression": expression,
             "ReturnConsumedCapacity": "TOTAL",
         }
+        if names:
+            request["ExpressionAttributeNames"] = names
         if return_new:
             request["ReturnValues"] = "ALL_NEW"
         _add_condition(request, condition, values)

@@ -143,6 +143,23 @@ class DynamoLedgerStore:
                                       ":high": high}):
             yield entry_from_item(item)
 
+    def partition_entries(
+        self, source_id: str, account_id: str, *, since: datetime, until: datetime,
+        after: str | None = None,
+    ) -> Iterator[tuple[str, LedgerEntry]]:
+        """One Query of the partition's key range: from ``since`` (or ``after``, itself left
+        out) to ``until`` (``<minute>#...`` sorts after ``<minute>``, so that minute is out)."""
+        low, high = format_second(since), format_second(until)
+        if after is not None and after > low:
+            low = after
+        if low >= high:
+            return
+        for item in self.table.query("pk = :pk AND sk BETWEEN :low AND :high",
+                                     {":pk": f"ENTRY#{source_id}#{account_id}", ":low": low,
+                                      ":high": high}):
+            if item["sk"] != after:
+                yield str(item["sk"]), entry_from_item(item)
+
     def existing_buckets(
         self, refs: Sequence[BucketRef], *, consistent: bool = True
     ) -> set[BucketRef]:

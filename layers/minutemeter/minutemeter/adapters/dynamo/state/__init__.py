@@ -8,6 +8,7 @@
 - :mod:`.checkpoints`, :mod:`.profiles`, :mod:`.records`, :mod:`.reconcile`, :mod:`.clock`:
   ``CheckpointStore``, ``ProfileStore``, ``RecordStore``, ``ReconcileStore`` and
   ``ClockVerdictStore``;
+- :mod:`.deliveries`: billing sinks and delivery records (``DeliveryStore``);
 - :mod:`.items`: JSON-ish item values (job summaries, numbers to and from ``Decimal``).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from minutemeter.adapters.dynamo.base import DynamoTable
 from minutemeter.adapters.dynamo.state.checkpoints import DynamoCheckpointStore
 from minutemeter.adapters.dynamo.state.clock import DynamoClockVerdictStore
+from minutemeter.adapters.dynamo.state.deliveries import DynamoDeliveryStore
 from minutemeter.adapters.dynamo.state.profiles import DynamoProfileStore
 from minutemeter.adapters.dynamo.state.reconcile import DynamoReconcileStore
 from minutemeter.adapters.dynamo.state.records import DynamoRecordStore
@@ -26,6 +28,7 @@ from minutemeter.ports import StateStores
 __all__ = [
     "DynamoCheckpointStore",
     "DynamoClockVerdictStore",
+    "DynamoDeliveryStore",
     "DynamoProfileStore",
     "DynamoReconcileStore",
     "DynamoRecordStore",
@@ -45,4 +48,5 @@ def dynamo_state_stores(table: DynamoTable) -> StateStores:
         records=DynamoRecordStore(table),
         reconciles=DynamoReconcileStore(table),
         verdicts=DynamoClockVerdictStore(table),
+        deliveries=DynamoDeliveryStore(table),
     )

@@ -15,6 +15,8 @@ Keys::
     reconcile resume pk = RECONCILE#<source_id>  sk = PROGRESS#<reconcile_id>
     reconciled acct  pk = RECONCILE#<source_id>  sk = ACCOUNT#<account_id>
     clock verdict    pk = CLOCK                  sk = LATEST
+    billing sink     pk = SINKS                  sk = <sink name>
+    delivery record  pk = DELIVERY#<sink>#<ledger_id>  sk = DELIVERY   (one per sink and entry)
 
 Times in sort keys are fixed-width RFC 3339 (``format_instant``), so a partition sorts in time
 order and a newest-first Query reads the latest items first; a quarantine record's
@@ -31,6 +33,7 @@ from minutemeter.domain.timeutil import format_instant
 Key = dict[str, str]
 
 SOURCES_PK = "SOURCES"
+SINKS_PK = "SINKS"
 VERDICT_KEY: Key = {"pk": "CLOCK", "sk": "LATEST"}
 RUN_PREFIX = "RUN#"
 ACCOUNT_PREFIX = "ACCOUNT#"
@@ -120,3 +123,15 @@ def reconcile_progress_key(source_id: str, reconcile_id: str) -> Key:
 
 def reconciled_account_key(source_id: str, account_id: str) -> Key:
     return {"pk": reconcile_partition(source_id), "sk": f"{ACCOUNT_PREFIX}{account_id}"}
+
+
+# -- billing sinks and delivery records -------------------------------------------------------
+def sink_key(name: str) -> Key:
+    """The registry record of a billing sink (all sinks in one partition: one Query lists them)."""
+    return {"pk": SINKS_PK, "sk": name}
+
+
+def delivery_key(sink: str, ledger_id: str) -> Key:
+    """The delivery record of one ledger entry to one sink: a partition of its own, so the
+    conditional writes of a busy stream spread over the table."""
+    return {"pk": f"DELIVERY#{sink}#{ledger_id}", "sk": "DELIVERY"}

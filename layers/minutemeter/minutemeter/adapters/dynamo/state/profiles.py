@@ -25,17 +25,34 @@ class DynamoProfileStore:
         found = self.table.batch_get(keys, consistent=False) if keys else []
         return {str(i["account_id"]): _profile_from_item(i) for i in found}
 
-    def put_profile(self, account_id: str, profile: BillingProfile) -> None:
-        item = {
-            **profile_key(account_id),
-            "type": "profile",
+    def put_profile(
+        self, account_id: str, profile: BillingProfile, *, customer: str | None = None
+    ) -> None:
+        """One UpdateItem: the profile's fields replaced, the billing ``customer`` set when
+        given and otherwise kept as it is (it is not part of :class:`BillingProfile`, which
+        every ledger entry copies)."""
+        fields = {
+            "#type": "profile",
             "account_id": account_id,
             "included_bytes": profile.included_bytes,
             "price_per_byte": profile.price_per_byte,
             "multiplier": profile.multiplier,
             "pricing_rule_version": profile.pricing_rule_version,
+            "customer": customer,
         }
-        self.table.put(item)
+        given = {name: value for name, value in fields.items() if value is not None}
+        expression = "SET " + ", ".join(f"{name} = :{name.lstrip('#')}" for name in given)
+        self.table.update(profile_key(account_id), expression,
+                          values={f":{name.lstrip('#')}": value for name, value in given.items()},
+                          names={"#type": "type"})
+
+    def get_customers(self, account_ids: Iterable[str]) -> Mapping[str, str]:
+        """The billing system's id of each account that has one (``profiles put --customer``),
+        by account id; eventually consistent, like :meth:`get_profiles`."""
+        keys = [profile_key(a) for a in account_ids]
+        found = (self.table.batch_get(keys, projection="account_id, customer", consistent=False)
+                 if keys else [])
+        return {str(i["account_id"]): str(i["customer"]) for i in found if i.get("customer")}
 
 
 def _profile_from_item(item: Item) -> BillingProfile:

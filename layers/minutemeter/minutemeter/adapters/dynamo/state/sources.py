@@ -17,7 +17,13 @@ from minutemeter.adapters.dynamo.base import DynamoTable, Item
 from minutemeter.adapters.dynamo.state.items import _stored
 from minutemeter.adapters.dynamo.state.keys import SOURCES_PK, source_key
 from minutemeter.domain.errors import MinutemeterError, SourceNotFoundError
-from minutemeter.domain.model import ClockGuardAction, ResetPolicy, SourceConfig, SourceKind
+from minutemeter.domain.model import (
+    ClockGuardAction,
+    ResetPolicy,
+    SourceAuth,
+    SourceConfig,
+    SourceKind,
+)
 from minutemeter.domain.registry import (
     MAX_ECHO,
     SourceUnreadableError,
@@ -115,6 +121,10 @@ def _source_from_item(item: Item) -> SourceConfig:
         clock_margin_ms=_whole(item.get("clock_margin_ms", 1000)),
         # Sources stored before kinds existed are exporter sources.
         kind=SourceKind(item.get("kind", SourceKind.EXPORTER.value)),
+        selector=_optional_text(item, "selector"),
+        account_label=_optional_text(item, "account_label"),
+        node_label=_optional_text(item, "node_label"),
+        auth=SourceAuth(item.get("auth", SourceAuth.NONE.value)),
     )
 
 
