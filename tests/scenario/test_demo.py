@@ -18,4 +18,8 @@ def test_the_demo_bills_what_the_counters_say_and_reconciles() -> None:
     assert "drift check" in out and ": exit 0, ok," in out
     assert "reconcile --dry-run again: exit 0, 0 differences" in out
     assert "1 correcting entry written" in out
-    assert "healthy" in out  # the status table at the end
+    assert "healthy" in out  # the status table
+    # AND it ends with the statements, the audit and delivery to the local Stripe (issue 11)
+    assert "statement = sum of entries = quota used: yes" in out
+    assert "sink deliver stripe-demo (again): exit 0, delivered 0," in out
+    assert "every entry sent once: yes" in out
