@@ -28,21 +28,19 @@ Knobs for tests: :meth:`LocalLago.fail_next` (5xx, or 429 with ``x-ratelimit-res
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from minutemeter.adapters.system import SystemClock
+from minutemeter.local.local_api import Answer, LocalApiServer
 
 EVENTS_PATH = "/api/v1/events"
 BATCH_PATH = "/api/v1/events/batch"
 MAX_BATCH = 100
 
-Answer = tuple[int, dict[str, Any], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def _validation(details: dict[str, Any]) -> Answer:
                  "error_details": details}, {}
 
 
-class LocalLago:
+class LocalLago(LocalApiServer):
     """The HTTP server. ``start()`` binds 127.0.0.1 on a free port in a daemon thread."""
 
     def __init__(
@@ -85,42 +83,8 @@ class LocalLago:
         self._clock = clock or SystemClock().now
         self.events: list[LagoEvent] = []
         self.batches: list[int] = []  # the size of each batch request, answered or not
-        self.requests = 0
         self._faults: list[_Fault] = []
-        self._stalls = 0
-        self._stall_seconds = 0.0
-        self._lock = threading.Lock()
-        self._released = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> LocalLago:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._released.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until :meth:`stop` (or Ctrl-C)."""
-        try:
-            self._server.serve_forever()
-        finally:
-            self._server.server_close()
-
-    def __enter__(self) -> LocalLago:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(port)
 
     # -- knobs -------------------------------------------------------------------------------
     def fail_next(self, count: int, status: int, *, reset: int | None = None) -> None:
@@ -128,11 +92,6 @@ class LocalLago:
         ``x-ratelimit-reset: reset`` seconds when given, as Lago's rate limiter does)."""
         with self._lock:
             self._faults.append(_Fault(count, status, reset))
-
-    def stall_next(self, count: int, seconds: float) -> None:
-        """For the next ``count`` requests: handle them (store), then hold the answer."""
-        with self._lock:
-            self._stalls, self._stall_seconds = count, seconds
 
     def sums(self, field_name: str) -> dict[tuple[str, str], float]:
         """SUM(properties[field_name]) per (external subscription id, code): ``sum_agg``."""
@@ -160,6 +119,13 @@ class LocalLago:
             return sum(1 for e in self.events if e.transaction_id == transaction_id)
 
     # -- the API -----------------------------------------------------------------------------
+    def parse_body(self, raw: bytes) -> Any:
+        """A JSON body; None when it is not JSON (answered 400 by ``respond``)."""
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError:
+            return None
+
     def respond(self, method: str, path: str, body: Any, auth: str | None) -> Answer:
         """The answer to one request (the HTTP handler only transports it)."""
         with self._lock:
@@ -262,52 +228,6 @@ class LocalLago:
         if found is None:
             return 404, {"status": 404, "error": "Not Found", "code": "event_not_found"}, {}
         return 200, {"event": _serialize(found)}, {}
-
-    def _take_stall(self) -> float:
-        with self._lock:
-            if self._stalls <= 0:
-                return 0.0
-            self._stalls -= 1
-            return self._stall_seconds
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else {}
-                except ValueError:
-                    body = None
-                status, document, headers = server.respond(
-                    method, urlparse(self.path).path, body, self.headers.get("Authorization"))
-                stall = server._take_stall()
-                if stall:
-                    server._released.wait(stall)
-                payload = json.dumps(document).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        return Handler
 
 
 def _serialize(event: LagoEvent) -> dict[str, Any]:

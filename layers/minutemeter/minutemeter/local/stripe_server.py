@@ -25,23 +25,20 @@ client waits), :meth:`LocalStripe.advance` (move the server's clock). What it re
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
 
 from minutemeter.adapters.system import SystemClock
+from minutemeter.local.local_api import Answer, LocalApiServer
 
 METER_EVENTS_PATH = "/v1/billing/meter_events"
 DEDUP_WINDOW = timedelta(hours=24)
 MAX_PAST = timedelta(days=35)
 MAX_FUTURE = timedelta(minutes=5)
 
-Answer = tuple[int, dict[str, Any], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ def _error(status: int, kind: str, message: str, code: str | None = None,
     return status, {"error": body}, headers or {}
 
 
-class LocalStripe:
+class LocalStripe(LocalApiServer):
     """The HTTP server. ``start()`` binds 127.0.0.1 on a free port in a daemon thread.
 
     ``customers`` / ``meters``, when given, are the only customer ids and event names that
@@ -95,43 +92,9 @@ class LocalStripe:
         self._clock = clock or SystemClock().now
         self._offset = timedelta(0)
         self.events: list[MeterEvent] = []
-        self.requests = 0
         self._seen: dict[str, datetime] = {}
         self._faults: list[_Fault] = []
-        self._stalls = 0
-        self._stall_seconds = 0.0
-        self._lock = threading.Lock()
-        self._released = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> LocalStripe:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._released.set()  # free any stalled answer
-        self._server.shutdown()
-        self._server.server_close()
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until :meth:`stop` (or Ctrl-C)."""
-        try:
-            self._server.serve_forever()
-        finally:
-            self._server.server_close()
-
-    def __enter__(self) -> LocalStripe:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(port)
 
     # -- knobs -------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -148,12 +111,6 @@ class LocalStripe:
         ``Retry-After`` when given; 5xx: an API error) and store nothing."""
         with self._lock:
             self._faults.append(_Fault(count, status, retry_after))
-
-    def stall_next(self, count: int, seconds: float) -> None:
-        """For the next ``count`` requests: handle them (store the event), then hold the answer
-        ``seconds`` before sending it: the client times out after the server accepted."""
-        with self._lock:
-            self._stalls, self._stall_seconds = count, seconds
 
     def sums(self) -> dict[tuple[str, str], int]:
         """The sum of the accepted values per (customer, event name): a ``sum`` meter."""
@@ -181,7 +138,14 @@ class LocalStripe:
             return sum(1 for e in self.events if e.identifier == identifier)
 
     # -- the API -----------------------------------------------------------------------------
-    def respond(self, method: str, path: str, form: dict[str, str], auth: str | None) -> Answer:
+    def parse_body(self, raw: bytes) -> dict[str, str]:
+        """A form-encoded body (the last value of a repeated field)."""
+        return {k: v[-1] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
+
+    def answer_headers(self) -> dict[str, str]:
+        return {"Request-Id": f"req_local_{self.requests}"}
+
+    def respond(self, method: str, path: str, form: Any, auth: str | None) -> Answer:
         """The answer to one request (the HTTP handler only transports it)."""
         with self._lock:
             self.requests += 1
@@ -251,48 +215,3 @@ class LocalStripe:
             "payload": {"stripe_customer_id": customer, "value": str(value)},
             "timestamp": timestamp,
         }, {}
-
-    def _take_stall(self) -> float:
-        with self._lock:
-            if self._stalls <= 0:
-                return 0.0
-            self._stalls -= 1
-            return self._stall_seconds
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self, method: str) -> None:
-                parsed = urlparse(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode() if length else ""
-                form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-                status, document, headers = server.respond(
-                    method, parsed.path, form, self.headers.get("Authorization"))
-                stall = server._take_stall()
-                if stall:
-                    server._released.wait(stall)
-                body = json.dumps(document).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.send_header("Request-Id", f"req_local_{server.requests}")
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout): the event stays stored
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        return Handler
